@@ -1,0 +1,137 @@
+"""``dyna-stream``: one entry point, one subcommand per job."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Callable
+
+from .errors import DynaStreamError
+
+log = logging.getLogger("dyna_stream")
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
+
+
+def command(name: str, help_text: str):
+    """Register ``run(args)`` as subcommand ``name``; ``configure(parser)`` adds its arguments."""
+    def register(configure: Callable[[argparse.ArgumentParser], None]):
+        def bind(run: Callable[[argparse.Namespace], int]):
+            COMMANDS[name] = (help_text, configure, run)
+            return run
+        return bind
+    return register
+
+
+def _train_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="YAML run configuration (see configs/)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a config value, e.g. --set train.steps=200 (repeatable)")
+    parser.add_argument("--data-root", help="folder holding the data sets (overrides data.root)")
+    parser.add_argument("--resume", help="continue from a last.pt written by an interrupted run")
+
+
+@command("train", "train a model from a YAML config")(_train_args)
+def _train(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .train.trainer import train
+
+    overrides = list(args.overrides) + ([f"data.root={args.data_root}"] if args.data_root else [])
+    path = train(load_config(args.config, overrides), resume=args.resume, progress=not args.quiet)
+    print(path)
+    return 0
+
+
+def _prune_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dense", required=True, help="dense checkpoint to prune")
+    parser.add_argument("--reference", required=True, help="Dyna-Pruner checkpoint whose MACs set the budget")
+    parser.add_argument("--sparsity", type=float, default=0.7, help="reference operating point sd = sw")
+    parser.add_argument("--steps", type=int, default=300, help="fine-tuning steps")
+    parser.add_argument("--lr", type=float, default=5e-4, help="fine-tuning learning rate")
+    parser.add_argument("--out", required=True, help="output folder (model.pt, last.pt)")
+    parser.add_argument("--data-root", help="folder holding the data sets")
+
+
+@command("prune", "L1-norm filter pruning (MP baseline) to a Dyna-Pruner's MAC budget, then fine-tune")(_prune_args)
+def _prune(args: argparse.Namespace) -> int:
+    from .train.mp_baseline import prune_and_finetune
+
+    print(prune_and_finetune(args.dense, args.reference, sparsity=args.sparsity, steps=args.steps, lr=args.lr,
+                             out_dir=args.out, data_root=args.data_root, progress=not args.quiet))
+    return 0
+
+
+def _eval_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="Dyna-Pruner checkpoint")
+    parser.add_argument("--dense", help="dense baseline checkpoint (same data)")
+    parser.add_argument("--mp", help="MP baseline checkpoint (from `dyna-stream prune`)")
+    parser.add_argument("--sparsities", type=float, nargs="+", default=[0.5, 0.7, 0.9],
+                        help="Dyna-Pruner / random operating points sd = sw")
+    parser.add_argument("--split", default="test", choices=["train", "val", "test"])
+    parser.add_argument("--data-root", help="folder holding the data sets")
+    parser.add_argument("--out", required=True, help="report folder (report.md, report.json, importance.png)")
+
+
+@command("eval", "score a checkpoint and the baselines on a data set's test split")(_eval_args)
+def _eval(args: argparse.Namespace) -> int:
+    from .evaluate.suite import run_evaluation
+
+    md_path = run_evaluation(args.checkpoint, dense=args.dense, mp=args.mp, sparsities=tuple(args.sparsities),
+                             split=args.split, data_root=args.data_root, out_dir=args.out)
+    print(md_path)
+    return 0
+
+
+def _predict_args(parser: argparse.ArgumentParser) -> None:
+    from .assets import BUNDLED_MODEL, BUNDLED_SAMPLE
+
+    parser.add_argument("--checkpoint", default=str(BUNDLED_MODEL), help="model (default: the bundled radar model)")
+    parser.add_argument("--input", default=str(BUNDLED_SAMPLE),
+                        help="a folder of FMI radar files or a .npy/.npz/.nc/.h5 array file "
+                             "(default: the bundled radar sample)")
+    parser.add_argument("--variable", help="variable name inside --input (netCDF, HDF5, npz)")
+    parser.add_argument("--sd", type=float, default=0.7, help="data sparsity (share of tiles pruned)")
+    parser.add_argument("--sw", type=float, default=0.7, help="model sparsity (share of units pruned)")
+    parser.add_argument("--policy", default="dyna", choices=["dyna", "dense", "random", "static"])
+    parser.add_argument("--out", default="out", help="output folder")
+
+
+@command("predict", "forecast from the latest frames of a file; writes npz + PNGs")(_predict_args)
+def _predict(args: argparse.Namespace) -> int:
+    from .predict_files import predict_file
+
+    for path in predict_file(args.checkpoint, args.input, out_dir=args.out, variable=args.variable,
+                             data_sparsity=args.sd, model_sparsity=args.sw, policy=args.policy):
+        print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="dyna-stream", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"dyna_stream {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings only, no progress bars")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (help_text, configure, run) in COMMANDS.items():
+        child = sub.add_parser(name, help=help_text, description=help_text)
+        configure(child)
+        child.set_defaults(run=run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.run(args)
+    except DynaStreamError as exc:
+        log.error("%s", exc)
+        return 2
+    except KeyboardInterrupt:
+        log.warning("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

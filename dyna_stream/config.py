@@ -1,0 +1,95 @@
+"""Run configuration: a YAML file validated at load, every field overridable as ``section.key=value``."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Strict):
+    name: str = "radar-fmi"
+    root: str | None = Field(None, description="folder holding the data sets; default $DYNA_STREAM_DATA or ../shared/data")
+
+
+class ModelConfig(_Strict):
+    backbone: str = "simvp"
+    backbone_kwargs: dict[str, Any] = Field(default_factory=dict)
+    generator_hidden: int = Field(16, ge=1)
+    generator_reduction: int = Field(4, ge=1)
+    gate_mode: Literal["topk", "threshold"] = "topk"
+
+
+class TrainConfig(_Strict):
+    seed: int = 0
+    steps: int = Field(1500, ge=1)
+    batch_size: int = Field(8, ge=1)
+    crop: int = Field(128, ge=16, description="training crop side, pixels (whole tiles)")
+    lr: float = Field(2e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    warmup_steps: int = Field(50, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    policy: Literal["dyna", "dense", "static"] = "dyna"
+    sparsity_range: tuple[float, float] = (0.3, 0.9)
+    validation_sparsity: float = Field(0.7, ge=0, lt=1)
+    lambda_data: float = Field(1e-3, ge=0)
+    lambda_model: float = Field(1e-3, ge=0)
+    lambda_budget: float = Field(1.0, ge=0)
+    validate_every: int = Field(100, ge=1)
+    threads: int | None = Field(None, ge=1, description="torch CPU threads; default: torch's choice")
+    out_dir: str = "runs/radar_simvp"
+
+    @field_validator("sparsity_range")
+    @classmethod
+    def _ordered(cls, value: tuple[float, float]) -> tuple[float, float]:
+        low, high = value
+        if not 0.0 <= low <= high < 1.0:
+            raise ValueError(f"sparsity_range must satisfy 0 <= low <= high < 1, got {value}")
+        return value
+
+
+class RunConfig(_Strict):
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+
+def _apply_override(tree: dict, override: str) -> None:
+    key, sep, raw = override.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {override!r} must look like section.key=value")
+    *parents, leaf = key.split(".")
+    node = tree
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {override!r}: {part!r} is not a section")
+    node[leaf] = yaml.safe_load(raw)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Read ``path`` (YAML; None: defaults), apply ``overrides``, validate."""
+    tree: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            tree = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        if not isinstance(tree, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping with data/model/train sections")
+    for override in overrides:
+        _apply_override(tree, override)
+    try:
+        return RunConfig.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid configuration{f' in {path}' if path else ''}:\n{exc}") from None

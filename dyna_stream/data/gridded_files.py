@@ -1,0 +1,74 @@
+"""Read one named array variable from .npy, .npz, .nc (netCDF4) or .h5/.hdf5 files."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import DataError
+
+
+def _read_npy(path: Path, variable: str | None) -> np.ndarray:
+    return np.load(path, allow_pickle=False)
+
+
+def _read_npz(path: Path, variable: str | None) -> np.ndarray:
+    with np.load(path, allow_pickle=False) as archive:
+        return _pick(path, variable, list(archive.keys()), lambda key: archive[key])
+
+
+def _read_netcdf(path: Path, variable: str | None) -> np.ndarray:
+    import netCDF4
+
+    with netCDF4.Dataset(path) as dataset:
+        gridded = [name for name, var in dataset.variables.items() if var.ndim >= 3]
+        def read(key: str) -> np.ndarray:
+            return np.ma.filled(dataset.variables[key][:].astype(np.float32), np.nan)
+        return _pick(path, variable, gridded if variable is None else list(dataset.variables), read)
+
+
+def _read_hdf5(path: Path, variable: str | None) -> np.ndarray:
+    import h5py
+
+    with h5py.File(path, "r") as handle:
+        names: list[str] = []
+        handle.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
+        return _pick(path, variable, names, lambda key: handle[key][()])
+
+
+def _pick(path: Path, variable: str | None, names: list[str], read: Callable[[str], np.ndarray]) -> np.ndarray:
+    if variable is None:
+        if len(names) != 1:
+            raise DataError(f"{path.name} holds {names or 'no arrays'}; name one with --variable")
+        variable = names[0]
+    if variable not in names:
+        raise DataError(f"{path.name} has no variable {variable!r}; it has {names}")
+    return read(variable)
+
+
+READERS: dict[str, Callable[[Path, str | None], np.ndarray]] = {
+    ".npy": _read_npy,
+    ".npz": _read_npz,
+    ".nc": _read_netcdf,
+    ".nc4": _read_netcdf,
+    ".h5": _read_hdf5,
+    ".hdf5": _read_hdf5,
+}
+
+
+def read_array(path: str | Path, variable: str | None = None) -> np.ndarray:
+    """Read ``variable`` (or the only gridded array) from ``path``; the reader is chosen by suffix."""
+    path = Path(path)
+    reader = READERS.get(path.suffix.lower())
+    if reader is None:
+        raise DataError(f"{path.name}: unsupported file type {path.suffix!r}; use one of {sorted(READERS)}")
+    if not path.is_file():
+        raise DataError(f"data file not found: {path}")
+    try:
+        return reader(path, variable)
+    except DataError:
+        raise
+    except (OSError, ValueError, KeyError) as exc:
+        raise DataError(f"{path.name}: cannot read it ({exc}); is the file complete and of type "
+                        f"{path.suffix}?") from None

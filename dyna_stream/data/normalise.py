@@ -1,0 +1,71 @@
+"""Per-channel affine normalisation whose statistics travel with the model."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import CheckpointError, DataError
+from .series import Series
+
+
+@dataclass(frozen=True)
+class Normaliser:
+    """x_norm = (x − mean[c]) / std[c], statistics over valid training cells, physical units.
+
+    ``low`` and ``high`` are the smallest and largest valid training values (all channels);
+    their difference is the dynamic range SSIM is computed with.
+    """
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    units: str
+    low: float
+    high: float
+
+    @property
+    def data_range(self) -> float:
+        return max(self.high - self.low, 1e-6)
+
+    @classmethod
+    def fit(cls, series: Series) -> "Normaliser":
+        means, stds = [], []
+        for c in range(series.shape[1]):
+            cells = series.values[:, c][series.valid[:, c]]
+            if cells.size == 0:
+                raise DataError(f"{series.name}: channel {c} has no valid cell to fit normalisation on")
+            means.append(float(cells.mean()))
+            stds.append(float(max(cells.std(), 1e-6)))
+        cells = series.values[series.valid]
+        return cls(tuple(means), tuple(stds), series.units, float(cells.min()), float(cells.max()))
+
+    def _stats(self) -> tuple[np.ndarray, np.ndarray]:
+        shape = (len(self.mean), 1, 1)
+        return np.asarray(self.mean, np.float32).reshape(shape), np.asarray(self.std, np.float32).reshape(shape)
+
+    def forward(self, values: np.ndarray) -> np.ndarray:
+        """Physical (..., C, H, W) → normalised, float32."""
+        mean, std = self._stats()
+        return ((values - mean) / std).astype(np.float32)
+
+    def inverse(self, values: np.ndarray) -> np.ndarray:
+        """Normalised (..., C, H, W) → physical units, float32."""
+        mean, std = self._stats()
+        return (values * std + mean).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        return {"mean": list(self.mean), "std": list(self.std), "units": self.units,
+                "low": self.low, "high": self.high}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Normaliser":
+        try:
+            return cls(tuple(float(v) for v in data["mean"]), tuple(float(v) for v in data["std"]),
+                       str(data["units"]), float(data["low"]), float(data["high"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint normalisation block is malformed ({exc})") from None
+
+    def check_channels(self, channels: int) -> None:
+        if channels != len(self.mean):
+            raise DataError(f"data has {channels} channels but the model was trained on {len(self.mean)}")
+

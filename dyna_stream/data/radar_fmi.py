@@ -1,0 +1,131 @@
+"""FMI radar composites (gzip-compressed 8-bit PGM) → reflectivity in dBZ.
+
+Format (FMI open data, CC BY 4.0, "Finnish Meteorological Institute"): binary PGM (P5),
+header comments ``# key value``, 1226 × 760 pixels of ~1 km, 5-minute step.
+Digital number DN → dBZ = (DN − 64) / 2; DN 255 = no data; DN 0 = −32 dBZ (no echo).
+"""
+from __future__ import annotations
+
+import gzip
+import re
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+from .series import Series
+
+NODATA_DN = 255
+NO_ECHO_DBZ = -32.0
+STEP_MINUTES = 5
+_TIMESTAMP = re.compile(r"^(\d{12})_fmi\.radar.*\.pgm(\.gz)?$")
+
+
+def read_pgm(path: str | Path) -> tuple[np.ndarray, dict[str, str]]:
+    """Read a (gzip-compressed) binary PGM.
+
+    Returns
+    -------
+    dn : uint8 array (H, W), digital numbers.
+    meta : dict of the header comments ``# key value``.
+    """
+    path = Path(path)
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"radar file not found: {path}") from None
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{path}: not a readable gzip file ({exc}); re-download it") from None
+    meta: dict[str, str] = {}
+    tokens: list[bytes] = []
+    pos = 0
+    while len(tokens) < 4:
+        end = raw.find(b"\n", pos)
+        if end < 0:
+            raise DataError(f"{path}: PGM header is truncated")
+        line = raw[pos:end].strip()
+        pos = end + 1
+        if line.startswith(b"#"):
+            key, _, value = line[1:].decode("latin-1").strip().partition(" ")
+            meta.setdefault(key, value.strip())
+        elif line:
+            tokens.extend(line.split())
+    if tokens[0] != b"P5":
+        raise DataError(f"{path}: expected a binary PGM (P5), found {tokens[0]!r}")
+    width, height, maxval = (int(t) for t in tokens[1:4])
+    if maxval != 255:
+        raise DataError(f"{path}: expected 8-bit PGM (maxval 255), found maxval {maxval}")
+    body = raw[pos:]
+    if len(body) != width * height:
+        raise DataError(f"{path}: {len(body)} pixel bytes for a {height}×{width} image; the file is truncated")
+    return np.frombuffer(body, dtype=np.uint8).reshape(height, width), meta
+
+
+def dn_to_dbz(dn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """DN (uint8, any shape) → (dBZ float32, valid bool) of the same shape."""
+    valid = dn != NODATA_DN
+    dbz = (dn.astype(np.float32) - 64.0) / 2.0
+    return np.where(valid, dbz, np.float32(NO_ECHO_DBZ)), valid
+
+
+def downsample(dbz: np.ndarray, valid: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """Block-mean in linear Z, back to dBZ (DESIGN §7).
+
+    Crops (H, W) to a multiple of ``factor`` from the top-left. A block is no-data when more
+    than half of its pixels are; otherwise it is the mean of Z over its valid pixels.
+
+    Parameters
+    ----------
+    dbz : float32 (H, W), dBZ.   valid : bool (H, W).
+    Returns (dBZ (H//f, W//f), valid (H//f, W//f)).
+    """
+    if factor == 1:
+        return dbz, valid
+    h, w = (dbz.shape[0] // factor) * factor, (dbz.shape[1] // factor) * factor
+    blocks = (h // factor, factor, w // factor, factor)
+    z = np.where(valid, 10.0 ** (dbz.astype(np.float64) / 10.0), 0.0)[:h, :w].reshape(blocks)
+    n_valid = valid[:h, :w].reshape(blocks).sum(axis=(1, 3))
+    mean_z = z.sum(axis=(1, 3)) / np.maximum(n_valid, 1)
+    block_valid = n_valid * 2 >= factor * factor
+    out = np.where(block_valid, 10.0 * np.log10(np.maximum(mean_z, 1e-12)), NO_ECHO_DBZ)
+    return np.maximum(out, NO_ECHO_DBZ).astype(np.float32), block_valid
+
+
+def frame_time(path: Path) -> datetime:
+    match = _TIMESTAMP.match(path.name)
+    if not match:
+        raise DataError(f"{path.name}: not an FMI radar file name (YYYYMMDDHHMM_fmi.radar...pgm.gz)")
+    return datetime.strptime(match.group(1), "%Y%m%d%H%M")
+
+
+def list_frames(folder: str | Path) -> list[Path]:
+    """The radar files of one event, in time order; raises if the folder has none or has gaps."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"radar folder not found: {folder}; point data.root at the folder holding radar_fmi/")
+    files = sorted(p for p in folder.iterdir() if _TIMESTAMP.match(p.name))
+    if not files:
+        raise DataError(f"{folder}: no FMI radar files (YYYYMMDDHHMM_fmi.radar...pgm.gz)")
+    times = [frame_time(p) for p in files]
+    steps = {int((b - a).total_seconds() // 60) for a, b in zip(times, times[1:])}
+    if steps - {STEP_MINUTES}:
+        raise DataError(f"{folder}: frames are not every {STEP_MINUTES} min (steps seen: {sorted(steps)} min)")
+    return files
+
+
+def load_event(folder: str | Path, *, downsample_factor: int = 4) -> Series:
+    """All frames of one radar event as a dBZ series (T, 1, H/f, W/f)."""
+    files = list_frames(folder)
+    frames, masks = [], []
+    for path in files:
+        dn, _ = read_pgm(path)
+        if frames and dn.shape != first_shape:
+            raise DataError(f"{path.name}: grid {dn.shape} differs from the event's {first_shape}")
+        first_shape = dn.shape
+        dbz, valid = downsample(*dn_to_dbz(dn), downsample_factor)
+        frames.append(dbz)
+        masks.append(valid)
+    times = np.array([np.datetime64(frame_time(p), "m") for p in files])
+    return Series(np.stack(frames)[:, None], np.stack(masks)[:, None], times, "dBZ", NO_ECHO_DBZ,
+                  f"FMI radar {Path(folder).name}")

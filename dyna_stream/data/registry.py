@@ -1,0 +1,84 @@
+"""Named data sets with their benchmark protocol (DESIGN §7), and loading of arbitrary user files."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..errors import DataError
+from . import era5, radar_fmi, taxi_nyc
+from .gridded_files import read_array
+from .series import Series, from_array
+
+SPLITS = ("train", "val", "test")
+DEFAULT_ROOT_ENV = "DYNA_STREAM_DATA"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A data set and the protocol its numbers are reported under.
+
+    ``fallback`` names the forecast that pruned tiles take (see ``evaluate.baselines``).
+    """
+
+    name: str
+    folder: str
+    t_in: int
+    t_out: int
+    fallback: str
+    csi_thresholds: tuple[float, ...]
+    load_split: Callable[[Path, str], Series]
+
+
+def _radar_split(folder: Path, split: str) -> Series:
+    """Train on the 2016-09-28 event, test on 2017-05-09. Validation: the last 18 frames of the
+    training event (its targets, frames 28–39, are never trained on; train uses frames 0–27)."""
+    if split == "test":
+        return radar_fmi.load_event(folder / "20170509")
+    event = radar_fmi.load_event(folder / "20160928")
+    return event.slice(0, 28) if split == "train" else event.slice(22, len(event))
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    spec.name: spec
+    for spec in (
+        DatasetSpec("radar-fmi", "radar_fmi", 6, 6, "advection", (20.0, 30.0, 40.0), _radar_split),
+        DatasetSpec("taxi-nyc", "nyc_taxi_flow", 4, 4, "persistence", (), taxi_nyc.load_split),
+        DatasetSpec("era5-t2m", "era5_t2m_uk", 12, 12, "persistence", (), era5.load_split),
+    )
+}
+
+
+def get_dataset(name: str) -> DatasetSpec:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise DataError(f"unknown data set {name!r}; choose one of {sorted(DATASETS)}") from None
+
+
+def default_root() -> Path:
+    """``$DYNA_STREAM_DATA`` or ``../shared/data`` beside the current directory."""
+    return Path(os.environ.get(DEFAULT_ROOT_ENV, "../shared/data"))
+
+
+def load_split(name: str, split: str, root: str | Path | None = None) -> Series:
+    """Split ``split`` of data set ``name`` from ``root`` (default: :func:`default_root`)."""
+    if split not in SPLITS:
+        raise DataError(f"split must be one of {SPLITS}, not {split!r}")
+    spec = get_dataset(name)
+    folder = Path(root if root is not None else default_root()) / spec.folder
+    if not folder.is_dir():
+        raise DataError(f"{name}: folder {folder} not found; pass --data-root (or set ${DEFAULT_ROOT_ENV}) "
+                        f"to the folder that holds {spec.folder}/")
+    return spec.load_split(folder, split)
+
+
+def load_path(path: str | Path, variable: str | None = None, *, units: str = "", fill_value: float = 0.0) -> Series:
+    """Any user input: a folder of FMI radar files, or a (T, H, W) / (T, C, H, W) array file."""
+    path = Path(path)
+    if path.is_dir():
+        return radar_fmi.load_event(path)
+    if not path.exists():
+        raise DataError(f"input not found: {path}")
+    return from_array(read_array(path, variable), units=units, name=path.name, fill_value=fill_value)

@@ -1,0 +1,77 @@
+"""The in-memory form every loader returns: a gridded time series in physical units."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import DataError
+
+
+@dataclass(frozen=True)
+class Series:
+    """A regularly sampled gridded time series.
+
+    Attributes
+    ----------
+    values : float32 array (T, C, H, W), physical ``units``; invalid cells hold ``fill_value``.
+    valid : bool array (T, C, H, W), True where a measurement exists.
+    times : datetime64[m] array (T,), frame times (UTC).
+    units : str, e.g. "dBZ", "K", "trips / cell / 30 min".
+    fill_value : float, the physical value that stands for "nothing here" (no echo, zero trips);
+        used to fill invalid cells and outside-the-domain advection.
+    name : str, short description for reports.
+    """
+
+    values: np.ndarray
+    valid: np.ndarray
+    times: np.ndarray
+    units: str
+    fill_value: float
+    name: str
+
+    def __post_init__(self) -> None:
+        if self.values.ndim != 4:
+            raise DataError(f"{self.name}: values must be (T, C, H, W), got shape {self.values.shape}")
+        if self.valid.shape != self.values.shape:
+            raise DataError(f"{self.name}: valid mask {self.valid.shape} != values {self.values.shape}")
+        if self.times.shape != (self.values.shape[0],):
+            raise DataError(f"{self.name}: {self.times.shape[0]} times for {self.values.shape[0]} frames")
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return tuple(self.values.shape)  # type: ignore[return-value]
+
+    def __len__(self) -> int:
+        return self.values.shape[0]
+
+    def slice(self, start: int, stop: int) -> "Series":
+        """Frames ``start:stop`` as a new series (views, no copy)."""
+        return Series(self.values[start:stop], self.valid[start:stop], self.times[start:stop],
+                      self.units, self.fill_value, self.name)
+
+
+def from_array(values: np.ndarray, *, units: str, name: str, fill_value: float = 0.0,
+               times: np.ndarray | None = None) -> Series:
+    """Build a series from a (T, H, W) or (T, C, H, W) array; NaN and ±inf become invalid.
+
+    Parameters
+    ----------
+    values : array (T, H, W) or (T, C, H, W), any real dtype, physical units.
+    """
+    array = np.asarray(values)
+    if array.ndim == 3:
+        array = array[:, None]
+    if array.ndim != 4:
+        raise DataError(f"{name}: expected a (T, H, W) or (T, C, H, W) array, got shape {array.shape}; "
+                        "reshape it or pick the right variable")
+    if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+        raise DataError(f"{name}: expected real numbers, got dtype {array.dtype}")
+    array = array.astype(np.float32)
+    valid = np.isfinite(array)
+    if not valid.any():
+        raise DataError(f"{name}: every value is NaN or infinite")
+    array = np.where(valid, array, np.float32(fill_value))
+    if times is None:
+        times = np.arange(array.shape[0]).astype("datetime64[m]")
+    return Series(array, valid, times, units, float(fill_value), name)

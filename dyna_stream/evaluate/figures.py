@@ -1,0 +1,66 @@
+"""Figures: the importance map beside its input and the future change (the paper's Fig. 3),
+and forecast strips. Written atomically as PNG."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ..atomic import write_with  # noqa: E402
+
+
+def _save(figure: "plt.Figure", path: str | Path) -> None:
+    write_with(path, lambda tmp: figure.savefig(tmp, dpi=110, bbox_inches="tight"))
+    plt.close(figure)
+
+
+def importance_figure(last_frame: np.ndarray, importance: np.ndarray, change: np.ndarray | None,
+                      kept_tiles: np.ndarray | None, path: str | Path, *, units: str, title: str = "") -> None:
+    """Input | S | |future change| (| kept tiles), each (H, W).
+
+    last_frame : latest input, physical units.  importance : S ∈ [0, 1].
+    change : mean |truth − last frame| over the forecast leads (units), or None when the future
+    is unknown.  kept_tiles : {0, 1} data mask at pixel resolution, or None.
+    """
+    panels = [(last_frame, f"input, last frame [{units}]", "viridis", None),
+              (importance, "importance S", "magma", (0.0, 1.0))]
+    if change is not None:
+        panels.append((change, f"|future change| [{units}]", "inferno", None))
+    if kept_tiles is not None:
+        panels.append((np.where(kept_tiles > 0, importance, np.nan), "kept tiles (S shown)", "magma", (0.0, 1.0)))
+    figure, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 4.2), squeeze=False)
+    for axis, (image, label, cmap, limits) in zip(axes[0], panels):
+        shown = axis.imshow(image, cmap=cmap, vmin=None if limits is None else limits[0],
+                            vmax=None if limits is None else limits[1])
+        axis.set_title(label, fontsize=9)
+        axis.set_xticks([])
+        axis.set_yticks([])
+        figure.colorbar(shown, ax=axis, fraction=0.046, pad=0.03)
+    if title:
+        figure.suptitle(title, fontsize=10)
+    _save(figure, path)
+
+
+def forecast_strip(inputs: np.ndarray, forecast: np.ndarray, path: str | Path, *, units: str,
+                   truth: np.ndarray | None = None, limits: tuple[float, float] | None = None) -> None:
+    """Rows: inputs (T_in, H, W), forecast (T_out, H, W) and optionally truth (T_out, H, W)."""
+    rows = [("input", inputs), ("forecast", forecast)] + ([("truth", truth)] if truth is not None else [])
+    cols = max(len(r[1]) for r in rows)
+    low, high = limits or (float(min(r[1].min() for r in rows)), float(max(r[1].max() for r in rows)))
+    figure, axes = plt.subplots(len(rows), cols, figsize=(1.9 * cols, 2.6 * len(rows)), squeeze=False)
+    for r, (label, frames) in enumerate(rows):
+        for c in range(cols):
+            axis = axes[r][c]
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if c < len(frames):
+                shown = axis.imshow(frames[c], cmap="viridis", vmin=low, vmax=high)
+                axis.set_title(f"{label} {c + 1}", fontsize=8)
+            else:
+                axis.axis("off")
+    figure.colorbar(shown, ax=axes, fraction=0.02, pad=0.01, label=units)
+    _save(figure, path)

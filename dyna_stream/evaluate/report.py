@@ -1,0 +1,172 @@
+"""The evaluation report: every forecaster scored on a data set's test split, as JSON + Markdown."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..atomic import write_text
+from ..data.registry import DatasetSpec
+from ..data.series import Series
+from ..data.windows import WindowDataset
+from ..model.checkpoint import Checkpoint
+from .figures import importance_figure
+from .runner import Operating, extrapolation_forecasts, model_forecasts, score
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One report row: a classical extrapolation (checkpoint None) or a model at an operating point."""
+
+    label: str
+    method: str
+    checkpoint: Checkpoint | None = None
+    operating: Operating = Operating()
+
+
+def standard_entries(dyna: Checkpoint, *, dense: Checkpoint | None = None, mp: Checkpoint | None = None,
+                     sparsities: tuple[float, ...] = (0.5, 0.7, 0.9), budget: float = 0.7) -> list[Entry]:
+    """Persistence, advection, dense, MP, random and Dyna-Pruner rows (DESIGN §2 baselines)."""
+    entries = [Entry("persistence", "persistence"), Entry("optical-flow advection", "advection")]
+    if dense is not None:
+        entries.append(Entry("dense SimVP", "model", dense, Operating("dense")))
+    if mp is not None:
+        entries.append(Entry(f"MP (L1 filter pruning, fine-tuned) @ budget of sd=sw={budget:g}", "model", mp,
+                             Operating("static")))
+    entries += [Entry(f"random pruning sd=sw={s:g}", "model", dyna, Operating("random", s, s)) for s in sparsities]
+    entries += [Entry(f"Dyna-Pruner sd=sw={s:g}", "model", dyna, Operating("dyna", s, s)) for s in sparsities]
+    return entries
+
+
+def _windows(spec: DatasetSpec, series: Series, checkpoint: Checkpoint, cache: dict) -> WindowDataset:
+    key = json.dumps(checkpoint.normaliser.to_dict(), sort_keys=True)
+    if key not in cache:
+        cache[key] = WindowDataset(series, t_in=spec.t_in, t_out=spec.t_out, normaliser=checkpoint.normaliser,
+                                   fallback=spec.fallback, multiple=checkpoint.model.tile_size)
+    return cache[key]
+
+
+def evaluate_entries(spec: DatasetSpec, series: Series, entries: list[Entry]) -> list[dict]:
+    """Score every entry on every window of ``series``; returns one row dict per entry."""
+    cache: dict[str, WindowDataset] = {}
+    reference = next((e.checkpoint for e in entries if e.checkpoint is not None), None)
+    rows = []
+    for entry in entries:
+        started = time.perf_counter()
+        if entry.checkpoint is None:
+            if reference is None:
+                raise ValueError("a report needs at least one model checkpoint")
+            windows = _windows(spec, series, reference, cache)
+            forecasts = extrapolation_forecasts(windows, entry.method)
+        else:
+            windows = _windows(spec, series, entry.checkpoint, cache)
+            forecasts = model_forecasts(entry.checkpoint, windows, entry.operating)
+        metrics = score(windows, forecasts, thresholds=spec.csi_thresholds, data_range=windows.normaliser.data_range)
+        rows.append({"label": entry.label, "method": entry.method, "policy": entry.operating.policy,
+                     "data_sparsity": entry.operating.data_sparsity,
+                     "model_sparsity": entry.operating.model_sparsity, "metrics": metrics})
+        log.info("%-55s MSE %.2f  MAE %.3f  (%.1f s)", entry.label, metrics["mse_mean"], metrics["mae_mean"],
+                 time.perf_counter() - started)
+    return rows
+
+
+def importance_panel(spec: DatasetSpec, series: Series, checkpoint: Checkpoint, sparsity: float,
+                     path: Path) -> int:
+    """Fig. 3 analogue for the test window with the largest future change; returns its index."""
+    windows = WindowDataset(series, t_in=spec.t_in, t_out=spec.t_out, normaliser=checkpoint.normaliser,
+                            fallback=spec.fallback, multiple=checkpoint.model.tile_size)
+    changes = []
+    for index in range(len(windows)):
+        window = windows.physical(index)
+        change = np.abs(window["target"] - window["frames"][-1:]).mean(axis=0)[0]
+        changes.append(np.where(window["valid"].all(axis=0)[0], change, 0.0))
+    best = int(np.argmax([c.sum() for c in changes]))
+    item = next(model_forecasts(checkpoint, windows, Operating("dyna", sparsity, sparsity), indices=[best]))
+    importance_figure(windows.physical(best)["frames"][-1, 0], item.importance, changes[best], item.kept_tiles,
+                      path, units=series.units,
+                      title=f"{series.name}, window {best} (last input {series.times[best + spec.t_in - 1]} UTC), "
+                            f"sd=sw={sparsity:g}")
+    return best
+
+
+def build_report(spec: DatasetSpec, series: Series, rows: list[dict], *, checkpoints: dict[str, Checkpoint],
+                 figure: str | None, figure_window: int | None) -> dict:
+    dense = next((r for r in rows if r["method"] == "model" and r["policy"] == "dense"), None)
+    for row in rows:
+        m = row["metrics"]
+        row["gmacs"] = m["macs"] / 1e9
+        if dense is not None:
+            row["mse_vs_dense_pct"] = 100.0 * (m["mse_mean"] / dense["metrics"]["mse_mean"] - 1.0)
+            row["macs_vs_dense_pct"] = (100.0 * m["macs"] / dense["metrics"]["macs"]) if row["method"] == "model" else None
+    return {
+        "dataset": spec.name,
+        "test_data": f"{series.name}: {len(series)} frames {series.times[0]} – {series.times[-1]} UTC",
+        "window": f"{spec.t_in} → {spec.t_out} frames",
+        "units": series.units,
+        "protocol": ("scores over cells where the truth and all input frames are valid; MSE/MAE pooled over "
+                     "those cells per lead; SSIM mean over windows (range = training min–max); CSI from "
+                     "hits/misses/false alarms summed over all windows; GMACs = backbone multiply-accumulates "
+                     "per window for the kept tiles and channels (mask generator and halos excluded)"),
+        "rows": rows,
+        "checkpoints": {name: {"version": c.version, "step": c.step,
+                               "train_seconds": c.metrics.get("train_seconds"),
+                               "config": c.config.model_dump(mode="json")} for name, c in checkpoints.items()},
+        "figure": figure,
+        "figure_window": figure_window,
+        "dyna_stream_version": __version__,
+    }
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def render_markdown(report: dict) -> str:
+    units = report["units"]
+    rows = report["rows"]
+    csi_keys = sorted({k for r in rows for k in r["metrics"] if k.startswith("csi@") and k.endswith("_mean")},
+                      key=lambda k: float(k[4:-5]))
+    header = ["forecaster", f"MSE [{units}²]", f"MAE [{units}]", "SSIM", *[k[:-5].upper() for k in csi_keys],
+              "GMACs", "MACs % dense", "ΔMSE vs dense"]
+    lines = [f"# Evaluation: {report['dataset']}", "",
+             f"- Test data: {report['test_data']}", f"- Window: {report['window']}",
+             f"- Scoring: {report['protocol']}.", f"- dyna_stream {report['dyna_stream_version']}", "",
+             "## Mean over lead times", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        m = r["metrics"]
+        cells = [r["label"], _fmt(m["mse_mean"], 2), _fmt(m["mae_mean"], 3), _fmt(m["ssim_mean"], 3),
+                 *[_fmt(m[k], 3) for k in csi_keys], _fmt(r["gmacs"], 3) if r["method"] == "model" else "–",
+                 _fmt(r.get("macs_vs_dense_pct"), 1),
+                 (f"{r['mse_vs_dense_pct']:+.1f}%" if r.get("mse_vs_dense_pct") is not None else "–")]
+        lines.append("| " + " | ".join(cells) + " |")
+    leads = len(rows[0]["metrics"]["mse"])
+    for key, title in [("mse", f"MSE [{units}²]"), *[(k[:-5], k[:-5].upper()) for k in csi_keys[:1]]]:
+        lines += ["", f"## {title} per lead time", "",
+                  "| forecaster | " + " | ".join(f"+{i + 1}" for i in range(leads)) + " |",
+                  "|---|" + "---|" * leads]
+        lines += ["| " + r["label"] + " | " + " | ".join(_fmt(v, 3) for v in r["metrics"][key]) + " |" for r in rows]
+    if report.get("figure"):
+        lines += ["", "## Importance map", "",
+                  f"Test window {report['figure_window']}: input, importance S, the mean |future change| "
+                  "over the forecast leads, and the tiles kept.", "", f"![importance]({report['figure']})"]
+    lines += ["", "## Checkpoints", ""]
+    for name, info in report["checkpoints"].items():
+        seconds = info.get("train_seconds")
+        lines.append(f"- {name}: step {info['step']}, trained {_fmt(seconds and seconds / 60, 1)} min, "
+                     f"dyna_stream {info['version']}")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict, out_dir: str | Path) -> tuple[Path, Path]:
+    out_dir = Path(out_dir)
+    json_path, md_path = out_dir / "report.json", out_dir / "report.md"
+    write_text(json_path, json.dumps(report, indent=2, default=str))
+    write_text(md_path, render_markdown(report))
+    return json_path, md_path

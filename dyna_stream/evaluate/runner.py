@@ -1,0 +1,71 @@
+"""Run a model or a classical forecast over every window of a data set and score it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+
+from ..data.windows import WindowDataset
+from ..extrapolation import get_extrapolator
+from ..model.checkpoint import Checkpoint
+from ..predictor import Predictor
+from .metrics import ForecastScores
+
+
+@dataclass(frozen=True)
+class Operating:
+    """How a model runs: mask policy and sparsities (data sd, model sw)."""
+
+    policy: str = "dense"
+    data_sparsity: float = 0.0
+    model_sparsity: float = 0.0
+
+
+@dataclass
+class WindowForecast:
+    """forecast (T_out, C, H, W) physical; importance S (H, W) ∈ [0, 1] and kept_tiles (H, W) {0, 1}
+    for models (None otherwise); backbone MACs for this window."""
+
+    index: int
+    forecast: np.ndarray
+    importance: np.ndarray | None = None
+    kept_tiles: np.ndarray | None = None
+    macs: float = 0.0
+
+
+def model_forecasts(checkpoint: Checkpoint, windows: WindowDataset, operating: Operating, *,
+                    indices: Iterable[int] | None = None, seed: int = 0) -> Iterator[WindowForecast]:
+    """Batch-1 forecasts of the windows (default: all), cropped back to the data grid, physical units."""
+    predictor = Predictor(checkpoint, data_sparsity=operating.data_sparsity,
+                          model_sparsity=operating.model_sparsity, policy=operating.policy)
+    torch.manual_seed(seed)  # the random policy draws reproducibly
+    for index in range(len(windows)) if indices is None else indices:
+        item = windows[index]
+        result = predictor.run_normalised(item["frames"], item["fallback"], (windows.height, windows.width))
+        yield WindowForecast(index, result.forecast, result.importance, result.kept_tiles, result.macs)
+
+
+def extrapolation_forecasts(windows: WindowDataset, name: str) -> Iterator[WindowForecast]:
+    """Persistence or advection forecasts of every window (no model, no MACs counted)."""
+    extrapolate = get_extrapolator(name)
+    for index in range(len(windows)):
+        window = windows.physical(index)
+        yield WindowForecast(index, extrapolate(window["frames"], windows.t_out, windows.series.fill_value))
+
+
+def score(windows: WindowDataset, forecasts: Iterator[WindowForecast], *, thresholds: tuple[float, ...],
+          data_range: float, on_window: Callable[[WindowForecast], None] | None = None) -> dict:
+    """Scores of a forecast stream against the windows' truth, plus mean MACs per window."""
+    scores = ForecastScores(windows.t_out, thresholds, data_range)
+    macs = []
+    for item in forecasts:
+        truth = windows.physical(item.index)
+        scores.update(item.forecast, truth["target"], truth["valid"])
+        macs.append(item.macs)
+        if on_window is not None:
+            on_window(item)
+    result = scores.result()
+    result["macs"] = float(np.mean(macs)) if macs else 0.0
+    return result

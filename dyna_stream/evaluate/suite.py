@@ -1,0 +1,35 @@
+"""``dyna-stream eval``: load checkpoints, score every forecaster, write the report and figure."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..data.registry import get_dataset, load_split
+from ..model.checkpoint import load_checkpoint
+from .report import build_report, evaluate_entries, importance_panel, standard_entries, write_report
+
+FIGURE_NAME = "importance.png"
+
+
+def run_evaluation(checkpoint: str | Path, *, dense: str | Path | None = None, mp: str | Path | None = None,
+                   sparsities: tuple[float, ...] = (0.5, 0.7, 0.9), split: str = "test",
+                   data_root: str | Path | None = None, out_dir: str | Path) -> Path:
+    """Returns the path of the Markdown report (JSON and PNG beside it)."""
+    dyna = load_checkpoint(checkpoint)
+    loaded = {"Dyna-Pruner": dyna}
+    if dense:
+        loaded["dense"] = load_checkpoint(dense)
+    if mp:
+        loaded["MP"] = load_checkpoint(mp)
+    for name, ckpt in loaded.items():
+        if ckpt.dataset != dyna.dataset:
+            raise ValueError(f"{name} checkpoint is for {ckpt.dataset}, the Dyna-Pruner one for {dyna.dataset}")
+    spec = get_dataset(dyna.dataset)
+    series = load_split(spec.name, split, data_root if data_root is not None else dyna.config.data.root)
+    entries = standard_entries(dyna, dense=loaded.get("dense"), mp=loaded.get("MP"), sparsities=sparsities,
+                               budget=0.7 if 0.7 in sparsities else sparsities[len(sparsities) // 2])
+    rows = evaluate_entries(spec, series, entries)
+    out_dir = Path(out_dir)
+    middle = sparsities[len(sparsities) // 2]
+    window = importance_panel(spec, series, dyna, middle, out_dir / FIGURE_NAME)
+    report = build_report(spec, series, rows, checkpoints=loaded, figure=FIGURE_NAME, figure_window=window)
+    return write_report(report, out_dir)[1]

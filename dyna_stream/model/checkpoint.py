@@ -1,0 +1,91 @@
+"""Checkpoints that carry everything needed to use them: config, normalisation, metrics, version.
+
+Saved with torch.save as a plain dict of tensors and builtins, loaded with
+``torch.load(weights_only=True)``; loading validates the format and rebuilds the model.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import __version__
+from ..atomic import write_with
+from ..config import ModelConfig, RunConfig
+from ..data.normalise import Normaliser
+from ..errors import CheckpointError
+from .dynapruner import DynaPruner
+
+FORMAT = "dyna_stream.checkpoint"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    """A model with what it was trained on and how it scored."""
+
+    model: DynaPruner
+    config: RunConfig
+    normaliser: Normaliser
+    dataset: str
+    t_in: int
+    t_out: int
+    fill_value: float
+    metrics: dict[str, Any] = field(default_factory=dict)
+    step: int = 0
+    version: str = __version__
+    training_state: dict[str, Any] = field(default_factory=dict)
+
+
+def build_model(config: ModelConfig, *, t_in: int, t_out: int, channels: int) -> DynaPruner:
+    return DynaPruner(backbone=config.backbone, t_in=t_in, t_out=t_out, channels=channels,
+                      backbone_kwargs=config.backbone_kwargs, generator_hidden=config.generator_hidden,
+                      generator_reduction=config.generator_reduction, gate_mode=config.gate_mode)
+
+
+def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
+    """Write atomically: a crash leaves the previous file intact."""
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "version": checkpoint.version,
+        "config": checkpoint.config.model_dump(mode="json"),
+        "normaliser": checkpoint.normaliser.to_dict(),
+        "dataset": checkpoint.dataset,
+        "window": [checkpoint.t_in, checkpoint.t_out, checkpoint.model.channels],
+        "fill_value": checkpoint.fill_value,
+        "metrics": checkpoint.metrics,
+        "step": checkpoint.step,
+        "state_dict": checkpoint.model.state_dict(),
+        "training_state": checkpoint.training_state,
+    }
+    write_with(path, lambda tmp: torch.save(payload, tmp))
+
+
+def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Load and validate; raises CheckpointError saying what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt or unsafe files
+        raise CheckpointError(f"{path}: not a loadable checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a dyna_stream checkpoint (no '{FORMAT}' header)")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format {payload.get('format_version')} is not supported "
+                              f"by dyna_stream {__version__} (reads format {FORMAT_VERSION}); retrain or upgrade")
+    try:
+        config = RunConfig.model_validate(payload["config"])
+        t_in, t_out, channels = (int(v) for v in payload["window"])
+        model = build_model(config.model, t_in=t_in, t_out=t_out, channels=channels)
+        model.load_state_dict(payload["state_dict"])
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: checkpoint does not match this code ({type(exc).__name__}: {exc})") from None
+    model.eval()
+    return Checkpoint(model, config, Normaliser.from_dict(payload["normaliser"]), str(payload["dataset"]),
+                      t_in, t_out, float(payload["fill_value"]), dict(payload.get("metrics", {})), int(payload.get("step", 0)),
+                      str(payload.get("version", "?")), dict(payload.get("training_state", {})))

@@ -1,0 +1,88 @@
+"""Dyna-Pruner: a backbone that corrects a fallback forecast under per-sample data and model masks.
+
+forecast = fallback + M_data ⊙ backbone([X, fallback]), so pruned tiles take the fallback
+(the advected or persisted last frame) in training and inference alike (DESIGN §2, §7).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..backbones import create_backbone
+from .context import MaskContext
+from .generator import MaskGenerator, summarise
+from .policies import GATE_MODES, MaskRequest, get_policy
+
+
+@dataclass
+class Prediction:
+    """One forward pass.
+
+    forecast : (B, T_out, C, H, W) normalised.  importance_map : S (B, 1, H, W).
+    unit_importance : I (B, units).  masks : the MaskContext it ran under.
+    """
+
+    forecast: torch.Tensor
+    importance_map: torch.Tensor
+    unit_importance: torch.Tensor
+    masks: MaskContext
+
+
+class DynaPruner(nn.Module):
+    """Backbone + mask generator + fallback blending.
+
+    Parameters
+    ----------
+    backbone : registered backbone name.  t_in, t_out, channels : window shape.
+    backbone_kwargs : extra builder arguments (widths, blocks, ...).
+    generator_hidden, generator_reduction : mask generator size.
+    gate_mode : "topk" (any-sparsity training, exact budgets) or "threshold" (learnable τ per group).
+    """
+
+    def __init__(self, *, backbone: str, t_in: int, t_out: int, channels: int,
+                 backbone_kwargs: dict[str, Any] | None = None, generator_hidden: int = 16,
+                 generator_reduction: int = 4, gate_mode: str = "topk") -> None:
+        super().__init__()
+        if gate_mode not in GATE_MODES:
+            raise ValueError(f"gate_mode must be one of {GATE_MODES}, not {gate_mode!r}")
+        self.t_in, self.t_out, self.channels, self.gate_mode = t_in, t_out, channels, gate_mode
+        self.backbone = create_backbone(backbone, in_channels=(t_in + t_out) * channels,
+                                        out_channels=t_out * channels, **(backbone_kwargs or {}))
+        units = sum(self.backbone.groups.values())
+        self.generator = MaskGenerator(channels=channels, units=units, hidden=generator_hidden,
+                                       reduction=generator_reduction)
+        self.thresholds = nn.Parameter(torch.full((len(self.backbone.groups),), 0.5))
+        for name, size in self.backbone.groups.items():
+            self.register_buffer(f"static_gate_{name}", torch.ones(size))
+
+    @property
+    def tile_size(self) -> int:
+        return self.backbone.tile_size
+
+    def static_gates(self) -> dict[str, torch.Tensor]:
+        """The fixed (MP) channel gates, group → (1, C)."""
+        return {name: getattr(self, f"static_gate_{name}")[None] for name in self.backbone.groups}
+
+    def set_static_gates(self, gates: dict[str, torch.Tensor]) -> None:
+        for name, gate in gates.items():
+            getattr(self, f"static_gate_{name}").copy_(gate)
+
+    def forward(self, frames: torch.Tensor, fallback: torch.Tensor, *, data_sparsity: float = 0.0,
+                model_sparsity: float = 0.0, policy: str = "dyna") -> Prediction:
+        """frames (B, T_in, C, H, W), fallback (B, T_out, C, H, W), normalised; H, W multiples of tile_size."""
+        batch, _, _, height, width = frames.shape
+        importance_map, unit_importance = self.generator(summarise(frames, fallback))
+        masks = get_policy(policy)(MaskRequest(
+            importance_map, unit_importance, data_sparsity, model_sparsity, self.tile_size,
+            self.backbone.groups, self.thresholds, self.static_gates(), self.gate_mode))
+        inputs = torch.cat([frames.flatten(1, 2), fallback.flatten(1, 2)], dim=1)
+        correction = self.backbone(inputs, masks).reshape(batch, self.t_out, self.channels, height, width)
+        return Prediction(fallback + correction, importance_map, unit_importance, masks)
+
+    def macs(self, prediction: Prediction) -> torch.Tensor:
+        """Backbone MACs per sample (B,) for the kept tiles and channels of ``prediction``."""
+        batch = prediction.forecast.shape[0]
+        return self.backbone.macs(prediction.masks, batch, prediction.forecast.device)

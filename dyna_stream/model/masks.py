@@ -1,0 +1,67 @@
+"""Mask primitives: tile scores, hard top-k and threshold gates with straight-through gradients.
+
+Shapes: B batch, N candidates (tiles or units), (Ht, Wt) the tile grid.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def keep_count(total: int, sparsity: float) -> int:
+    """Units or tiles kept at ``sparsity`` ∈ [0, 1): ⌈(1 − sparsity)·total⌉, at least 1."""
+    if not 0.0 <= sparsity < 1.0:
+        raise ValueError(f"sparsity must be in [0, 1), got {sparsity}; 0 keeps everything, 0.9 keeps 10%")
+    return max(1, math.ceil((1.0 - sparsity) * total - 1e-9))
+
+
+def straight_through(hard: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
+    """Forward ``hard``, backward as if it were ``soft``."""
+    return hard + soft - soft.detach()
+
+
+def topk_mask(scores: torch.Tensor, keep: int) -> torch.Tensor:
+    """Hard {0, 1} mask (B, N) keeping the ``keep`` highest scores of each row; ties by index."""
+    index = scores.topk(keep, dim=1, sorted=False).indices
+    return torch.zeros_like(scores).scatter_(1, index, 1.0)
+
+
+def topk_ste(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
+    """Top-k mask at ``sparsity`` (forward hard), gradient straight through to ``scores``."""
+    hard = topk_mask(scores.detach(), keep_count(scores.shape[1], sparsity))
+    return straight_through(hard, scores)
+
+
+def threshold_ste(importance: torch.Tensor, threshold: torch.Tensor, temperature: float = 0.05) -> torch.Tensor:
+    """Gate = 1[importance > threshold] forward; backward through sigmoid((I − τ)/temperature),
+    so both the importance head and the learnable threshold τ receive gradients."""
+    soft = torch.sigmoid((importance - threshold) / temperature)
+    return straight_through((importance > threshold).to(importance.dtype), soft)
+
+
+def tile_scores(importance_map: torch.Tensor, tile: int) -> torch.Tensor:
+    """Mean of S over each tile: (B, 1, H, W) → (B, 1, H/tile, W/tile)."""
+    height, width = importance_map.shape[-2:]
+    if height % tile or width % tile:
+        raise ValueError(f"grid {height}×{width} is not a multiple of the tile size {tile}; pad the input")
+    return F.avg_pool2d(importance_map, tile)
+
+
+def tile_mask(importance_map: torch.Tensor, tile: int, sparsity: float) -> torch.Tensor:
+    """Hard data mask on the tile grid (B, 1, Ht, Wt): top ⌈(1−sd)·N⌉ tiles by mean S, STE to S."""
+    scores = tile_scores(importance_map, tile)
+    batch, _, rows, cols = scores.shape
+    return topk_ste(scores.reshape(batch, rows * cols), sparsity).reshape(batch, 1, rows, cols)
+
+
+def expand_tiles(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resample a tile-grid mask (B, 1, Ht, Wt) to a layer's (h, w) by block repetition.
+
+    ``h`` and ``w`` must be whole multiples of (Ht, Wt): every layer's resolution holds whole tiles.
+    """
+    rows, cols = mask.shape[-2:]
+    if size[0] % rows or size[1] % cols:
+        raise ValueError(f"layer grid {size} does not hold whole tiles of the {rows}×{cols} tile grid")
+    return mask.repeat_interleave(size[0] // rows, dim=2).repeat_interleave(size[1] // cols, dim=3)

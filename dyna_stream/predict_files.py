@@ -1,0 +1,43 @@
+"""``dyna-stream predict``: forecast from the latest frames of a file and write npz + PNGs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import write_with
+from .data.registry import load_path
+from .errors import DataError
+from .evaluate.figures import forecast_strip, importance_figure
+from .model.checkpoint import load_checkpoint
+from .predictor import Predictor
+
+
+def predict_file(checkpoint: str | Path, input_path: str | Path, *, out_dir: str | Path,
+                 variable: str | None = None, data_sparsity: float = 0.7, model_sparsity: float = 0.7,
+                 policy: str = "dyna") -> list[Path]:
+    """Forecast from the last T_in frames of ``input_path``; returns the files written.
+
+    Writes ``forecast.npz`` (forecast (T_out, C, H, W) and fallback in physical units,
+    importance (H, W), kept_tiles (H, W), input_times, units), ``forecast.png`` and ``importance.png``.
+    """
+    ckpt = load_checkpoint(checkpoint)
+    series = load_path(input_path, variable, units=ckpt.normaliser.units, fill_value=ckpt.fill_value)
+    if len(series) < ckpt.t_in:
+        raise DataError(f"{input_path}: {len(series)} frames, the model needs the latest {ckpt.t_in}")
+    ckpt.normaliser.check_channels(series.shape[1])
+    predictor = Predictor(ckpt, data_sparsity=data_sparsity, model_sparsity=model_sparsity, policy=policy)
+    window = series.slice(len(series) - ckpt.t_in, len(series))
+    result = predictor(window.values)
+    out_dir = Path(out_dir)
+    npz_path, strip_path, importance_path = out_dir / "forecast.npz", out_dir / "forecast.png", out_dir / "importance.png"
+    write_with(npz_path, lambda tmp: np.savez_compressed(
+        tmp, forecast=result.forecast, fallback=result.fallback, importance=result.importance,
+        kept_tiles=result.kept_tiles, input_times=window.times.astype("datetime64[m]").astype(str),
+        units=np.array(ckpt.normaliser.units)))
+    forecast_strip(window.values[:, 0], result.forecast[:, 0], strip_path, units=ckpt.normaliser.units,
+                   limits=(ckpt.normaliser.low, ckpt.normaliser.high))
+    importance_figure(window.values[-1, 0], result.importance, None, result.kept_tiles, importance_path,
+                      units=ckpt.normaliser.units,
+                      title=f"{series.name}: last input {window.times[-1]} UTC, sd={data_sparsity:g} sw={model_sparsity:g}")
+    return [npz_path, strip_path, importance_path]

@@ -1,0 +1,1 @@
+"""rclpy adapter over :mod:`dyna_stream` (the node itself lands with the ROS 2 issue)."""

@@ -1,0 +1,40 @@
+"""Shared fixtures: the real data sets beside the repo, and tiny models for fast tests."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from dyna_stream.config import load_config
+from dyna_stream.model.checkpoint import build_model
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_ROOT = Path(os.environ.get("DYNA_STREAM_DATA", REPO.parent / "shared" / "data"))
+TINY_BACKBONE = {"width": 4, "latent": 8, "hidden": 8, "blocks": 1, "tile_latent": 2}
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    if not (DATA_ROOT / "radar_fmi").is_dir():
+        pytest.skip(f"real data sets not found at {DATA_ROOT} (set DYNA_STREAM_DATA)")
+    return DATA_ROOT
+
+
+@pytest.fixture(autouse=True)
+def _deterministic():
+    torch.manual_seed(0)
+    torch.set_num_threads(2)
+
+
+def tiny_config(tmp_path: Path, *overrides: str):
+    return load_config(None, [f"model.backbone_kwargs={TINY_BACKBONE}", "model.generator_hidden=4",
+                              "train.steps=4", "train.batch_size=2", "train.crop=32", "train.validate_every=2",
+                              "train.warmup_steps=1", f"train.out_dir={tmp_path / 'run'}", *overrides])
+
+
+@pytest.fixture
+def tiny_model():
+    config = load_config(None, [f"model.backbone_kwargs={TINY_BACKBONE}", "model.generator_hidden=4"])
+    return build_model(config.model, t_in=3, t_out=2, channels=1)

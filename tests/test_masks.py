@@ -1,0 +1,61 @@
+"""Mask primitives: exact budgets, straight-through gradients, tile geometry."""
+import math
+
+import pytest
+import torch
+
+from dyna_stream.model import masks
+
+
+@pytest.mark.parametrize("sparsity", [0.0, 0.3, 0.5, 0.7, 0.9])
+@pytest.mark.parametrize("total", [1, 7, 16, 240])
+def test_topk_keeps_exactly_the_budget(sparsity, total):
+    scores = torch.rand(3, total)
+    keep = masks.keep_count(total, sparsity)
+    assert keep == max(1, math.ceil((1 - sparsity) * total - 1e-9))
+    hard = masks.topk_mask(scores, keep)
+    assert (hard.sum(1) == keep).all()
+    kept_min = torch.where(hard > 0, scores, torch.inf).min(1).values
+    dropped_max = torch.where(hard > 0, -torch.inf, scores).max(1).values
+    assert (kept_min >= dropped_max).all()
+
+
+def test_sparsity_outside_range_is_refused():
+    for bad in (-0.1, 1.0, 1.5):
+        with pytest.raises(ValueError, match=r"\[0, 1\)"):
+            masks.keep_count(10, bad)
+
+
+def test_topk_ste_passes_gradients_straight_through():
+    scores = torch.rand(2, 10, requires_grad=True)
+    weights = torch.arange(10.0)
+    (masks.topk_ste(scores, 0.5) * weights).sum().backward()
+    torch.testing.assert_close(scores.grad, weights.expand(2, -1))
+
+
+def test_threshold_gate_is_hard_forward_and_trains_the_threshold():
+    importance = torch.tensor([[0.1, 0.45, 0.55, 0.9]], requires_grad=True)
+    tau = torch.tensor(0.5, requires_grad=True)
+    gate = masks.threshold_ste(importance, tau)
+    assert gate.tolist() == [[0.0, 0.0, 1.0, 1.0]]
+    gate.sum().backward()
+    assert tau.grad < 0 and (importance.grad > 0).all()
+
+
+def test_tile_mask_selects_the_tiles_with_highest_mean_importance():
+    importance = torch.zeros(1, 1, 8, 12)
+    importance[..., 4:8, 8:12] = 1.0
+    importance[..., 0:4, 0:4] = 0.5
+    mask = masks.tile_mask(importance, 4, sparsity=0.7)  # 6 tiles, keep 2
+    assert mask.shape == (1, 1, 2, 3) and mask.sum() == 2
+    assert mask[0, 0, 1, 2] == 1 and mask[0, 0, 0, 0] == 1
+    with pytest.raises(ValueError, match="multiple of the tile size"):
+        masks.tile_mask(torch.zeros(1, 1, 9, 12), 4, 0.5)
+
+
+def test_expand_tiles_repeats_blocks_and_rejects_partial_tiles():
+    grid = torch.tensor([[[[1.0, 0.0], [0.0, 1.0]]]])
+    full = masks.expand_tiles(grid, (4, 6))
+    assert full.shape == (1, 1, 4, 6) and full[0, 0, :2, :3].eq(1).all() and full[0, 0, :2, 3:].eq(0).all()
+    with pytest.raises(ValueError, match="whole tiles"):
+        masks.expand_tiles(grid, (5, 6))

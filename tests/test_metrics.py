@@ -1,0 +1,42 @@
+"""Scores: exact values on hand-made cases."""
+import numpy as np
+import pytest
+
+from dyna_stream.evaluate.metrics import ForecastScores, ssim_map
+
+
+def test_perfect_forecast_scores_perfectly():
+    truth = np.random.default_rng(0).uniform(-32, 50, size=(3, 1, 20, 20)).astype(np.float32)
+    scores = ForecastScores(3, (20.0, 30.0), data_range=100.0)
+    scores.update(truth, truth, np.ones_like(truth, bool))
+    result = scores.result()
+    assert result["mse_mean"] == 0 and result["mae_mean"] == 0
+    assert result["ssim_mean"] == pytest.approx(1.0)
+    assert result["csi@20_mean"] == 1.0 and result["csi@30"] == [1.0, 1.0, 1.0]
+
+
+def test_errors_pool_over_valid_cells_and_csi_sums_before_dividing():
+    truth = np.zeros((1, 1, 2, 2), np.float32)
+    forecast = np.array([[[[1.0, 3.0], [100.0, 25.0]]]], np.float32)
+    valid = np.array([[[[True, True], [False, True]]]])
+    scores = ForecastScores(1, (20.0,), data_range=10.0)
+    scores.update(forecast, truth, valid)
+    truth2 = np.full((1, 1, 2, 2), 30.0, np.float32)
+    scores.update(truth2, truth2, np.ones_like(valid))  # 4 hits
+    result = scores.result()
+    assert result["mse"][0] == pytest.approx((1 + 9 + 625 + 0) / 7)
+    assert result["mae"][0] == pytest.approx((1 + 3 + 25) / 7)
+    assert result["csi@20"][0] == pytest.approx(4 / 5)     # one false alarm in the first window
+    assert result["scored_cells"] == 7
+
+
+def test_ssim_drops_for_a_shifted_field():
+    image = np.zeros((32, 32), np.float32)
+    image[10:20, 10:20] = 40
+    assert ssim_map(image, image, 50).mean() == pytest.approx(1.0)
+    assert ssim_map(np.roll(image, 5, axis=1), image, 50).mean() < 0.9
+
+
+def test_shape_mismatch_is_refused():
+    with pytest.raises(ValueError, match="shapes differ"):
+        ForecastScores(1, (), 1.0).update(np.zeros((1, 1, 2, 2)), np.zeros((1, 1, 2, 3)), np.ones((1, 1, 2, 2), bool))

@@ -1,0 +1,80 @@
+"""Training, resuming, MP pruning and the evaluation report, end to end on tiny models."""
+import json
+
+import pytest
+import torch
+
+from dyna_stream.data.registry import get_dataset
+from dyna_stream.data.synthetic import moving_storms
+from dyna_stream.evaluate.suite import run_evaluation
+from dyna_stream.model.checkpoint import load_checkpoint
+from dyna_stream.model.l1_pruning import filter_norms, l1_gates_for_budget, static_macs
+from dyna_stream.train.mp_baseline import prune_and_finetune
+from dyna_stream.train.trainer import prepare_data, train
+
+from conftest import tiny_config
+
+
+def synthetic_data(config):
+    spec = get_dataset(config.data.name)
+    series = moving_storms(frames=spec.t_in + spec.t_out + 4, height=40, width=40)
+    return prepare_data(config, 8, train_series=series, val_series=series)
+
+
+def test_training_writes_a_loadable_checkpoint_with_history(tmp_path):
+    config = tiny_config(tmp_path)
+    path = train(config, progress=False, data=synthetic_data(config))
+    checkpoint = load_checkpoint(path)
+    assert checkpoint.step == 4 and [h["step"] for h in checkpoint.metrics["history"]] == [2, 4]
+    assert checkpoint.metrics["train_seconds"] > 0
+    assert (tmp_path / "run" / "last.pt").is_file()
+
+
+def test_resumed_training_matches_an_uninterrupted_run(tmp_path):
+    straight = tiny_config(tmp_path / "a")
+    reference = load_checkpoint(train(straight, progress=False, data=synthetic_data(straight)))
+    interrupted = tiny_config(tmp_path / "b")
+    assert train(interrupted, progress=False, data=synthetic_data(interrupted), stop_at=2).name == "last.pt"
+    assert not (tmp_path / "b" / "run" / "model.pt").exists()
+    resumed = load_checkpoint(train(interrupted, resume=tmp_path / "b" / "run" / "last.pt", progress=False,
+                                    data=synthetic_data(interrupted)))
+    assert resumed.step == 4
+    for name, value in reference.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[name], value, msg=name)
+
+
+def test_l1_pruning_meets_the_budget_and_keeps_the_largest_filters(tiny_model):
+    with torch.no_grad():
+        for parameter in tiny_model.parameters():
+            parameter.normal_()
+    dense = static_macs(tiny_model, {}, 32, 32)
+    gates = l1_gates_for_budget(tiny_model, dense * 0.25, 32, 32)
+    pruned = static_macs(tiny_model, gates, 32, 32)
+    assert dense * 0.15 < pruned <= dense * 0.25
+    norms = filter_norms(tiny_model)
+    for name, gate in gates.items():
+        kept, dropped = norms[name][gate == 1], norms[name][gate == 0]
+        assert dropped.numel() == 0 or kept.min() >= dropped.max()
+
+
+@pytest.mark.slow
+def test_real_radar_train_prune_and_report(tmp_path, data_root):
+    runs = {}
+    for policy in ("dyna", "dense"):
+        config = tiny_config(tmp_path / policy, f"train.policy={policy}", f"data.root={data_root}")
+        runs[policy] = train(config, progress=False)
+    mp = prune_and_finetune(runs["dense"], runs["dyna"], sparsity=0.7, steps=2, lr=1e-3,
+                            out_dir=tmp_path / "mp", data_root=str(data_root), progress=False)
+    report_md = run_evaluation(runs["dyna"], dense=runs["dense"], mp=mp, sparsities=(0.7,),
+                               data_root=data_root, out_dir=tmp_path / "report")
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    labels = [row["label"] for row in report["rows"]]
+    assert labels[:3] == ["persistence", "optical-flow advection", "dense SimVP"]
+    assert any(label.startswith("MP") for label in labels) and "Dyna-Pruner sd=sw=0.7" in labels
+    rows = {row["label"]: row for row in report["rows"]}
+    assert rows["persistence"]["metrics"]["mse_mean"] == pytest.approx(234.1, abs=0.1)
+    dyna = rows["Dyna-Pruner sd=sw=0.7"]
+    assert dyna["macs_vs_dense_pct"] < 10 and len(dyna["metrics"]["csi@20"]) == 6
+    assert (tmp_path / "report" / "importance.png").stat().st_size > 10_000
+    text = report_md.read_text()
+    assert "| Dyna-Pruner sd=sw=0.7 |" in text and "CSI@40" in text
