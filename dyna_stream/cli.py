@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from .errors import DynaStreamError
 
@@ -67,6 +67,8 @@ def _eval_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sparsities", type=float, nargs="+", default=[0.5, 0.7, 0.9],
                         help="Dyna-Pruner / random operating points sd = sw")
     parser.add_argument("--split", default="test", choices=["train", "val", "test"])
+    parser.add_argument("--engine", default="sparse", choices=["sparse", "masked"],
+                        help="execute only kept tiles/channels (sparse) or the masked dense graph")
     parser.add_argument("--data-root", help="folder holding the data sets")
     parser.add_argument("--out", required=True, help="report folder (report.md, report.json, importance.png)")
 
@@ -76,7 +78,7 @@ def _eval(args: argparse.Namespace) -> int:
     from .evaluate.suite import run_evaluation
 
     md_path = run_evaluation(args.checkpoint, dense=args.dense, mp=args.mp, sparsities=tuple(args.sparsities),
-                             split=args.split, data_root=args.data_root, out_dir=args.out)
+                             split=args.split, data_root=args.data_root, out_dir=args.out, engine=args.engine)
     print(md_path)
     return 0
 
@@ -92,6 +94,7 @@ def _predict_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sd", type=float, default=0.7, help="data sparsity (share of tiles pruned)")
     parser.add_argument("--sw", type=float, default=0.7, help="model sparsity (share of units pruned)")
     parser.add_argument("--policy", default="dyna", choices=["dyna", "dense", "random", "static"])
+    parser.add_argument("--engine", default="sparse", choices=["sparse", "masked"])
     parser.add_argument("--out", default="out", help="output folder")
 
 
@@ -100,7 +103,8 @@ def _predict(args: argparse.Namespace) -> int:
     from .predict_files import predict_file
 
     for path in predict_file(args.checkpoint, args.input, out_dir=args.out, variable=args.variable,
-                             data_sparsity=args.sd, model_sparsity=args.sw, policy=args.policy):
+                             data_sparsity=args.sd, model_sparsity=args.sw, policy=args.policy,
+                             engine=args.engine):
         print(path)
     return 0
 

@@ -16,7 +16,8 @@ class _Strict(BaseModel):
 
 class DataConfig(_Strict):
     name: str = "radar-fmi"
-    root: str | None = Field(None, description="folder holding the data sets; default $DYNA_STREAM_DATA or ../shared/data")
+    root: str | None = Field(
+        None, description="folder holding the data sets; default $DYNA_STREAM_DATA or ../shared/data")
 
 
 class ModelConfig(_Strict):
@@ -43,6 +44,7 @@ class TrainConfig(_Strict):
     lambda_model: float = Field(1e-3, ge=0)
     lambda_budget: float = Field(1.0, ge=0)
     validate_every: int = Field(100, ge=1)
+    select: Literal["best", "last"] = Field("best", description="model.pt = lowest validation MSE, or last step")
     threads: int | None = Field(None, ge=1, description="torch CPU threads; default: torch's choice")
     out_dir: str = "runs/radar_simvp"
 

@@ -5,7 +5,7 @@ take (DESIGN §2). Pure NumPy/OpenCV on physical units, one window at a time.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import cv2
 import numpy as np

@@ -15,7 +15,7 @@ from .predictor import Predictor
 
 def predict_file(checkpoint: str | Path, input_path: str | Path, *, out_dir: str | Path,
                  variable: str | None = None, data_sparsity: float = 0.7, model_sparsity: float = 0.7,
-                 policy: str = "dyna") -> list[Path]:
+                 policy: str = "dyna", engine: str = "sparse") -> list[Path]:
     """Forecast from the last T_in frames of ``input_path``; returns the files written.
 
     Writes ``forecast.npz`` (forecast (T_out, C, H, W) and fallback in physical units,
@@ -26,11 +26,13 @@ def predict_file(checkpoint: str | Path, input_path: str | Path, *, out_dir: str
     if len(series) < ckpt.t_in:
         raise DataError(f"{input_path}: {len(series)} frames, the model needs the latest {ckpt.t_in}")
     ckpt.normaliser.check_channels(series.shape[1])
-    predictor = Predictor(ckpt, data_sparsity=data_sparsity, model_sparsity=model_sparsity, policy=policy)
+    predictor = Predictor(ckpt, data_sparsity=data_sparsity, model_sparsity=model_sparsity, policy=policy,
+                          engine=engine)
     window = series.slice(len(series) - ckpt.t_in, len(series))
     result = predictor(window.values)
     out_dir = Path(out_dir)
-    npz_path, strip_path, importance_path = out_dir / "forecast.npz", out_dir / "forecast.png", out_dir / "importance.png"
+    npz_path, strip_path = out_dir / "forecast.npz", out_dir / "forecast.png"
+    importance_path = out_dir / "importance.png"
     write_with(npz_path, lambda tmp: np.savez_compressed(
         tmp, forecast=result.forecast, fallback=result.fallback, importance=result.importance,
         kept_tiles=result.kept_tiles, input_times=window.times.astype("datetime64[m]").astype(str),
@@ -39,5 +41,6 @@ def predict_file(checkpoint: str | Path, input_path: str | Path, *, out_dir: str
                    limits=(ckpt.normaliser.low, ckpt.normaliser.high))
     importance_figure(window.values[-1, 0], result.importance, None, result.kept_tiles, importance_path,
                       units=ckpt.normaliser.units,
-                      title=f"{series.name}: last input {window.times[-1]} UTC, sd={data_sparsity:g} sw={model_sparsity:g}")
+                      title=f"{series.name}: last input {window.times[-1]} UTC, "
+                            f"sd={data_sparsity:g} sw={model_sparsity:g}")
     return [npz_path, strip_path, importance_path]

@@ -8,9 +8,12 @@ import torch
 
 from .data.registry import DATASETS
 from .data.windows import model_input
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .extrapolation import get_extrapolator
 from .model.checkpoint import Checkpoint
+from .sparse import SparseEngine
+
+ENGINES = ("sparse", "masked")
 
 
 @dataclass
@@ -25,6 +28,13 @@ class Forecast:
     macs: float
 
 
+def _checked_sparsity(name: str, value: float) -> float:
+    value = float(value)
+    if not 0.0 <= value < 1.0:
+        raise ConfigError(f"{name} must be in [0, 1) (the share pruned; 0 keeps everything), got {value:g}")
+    return value
+
+
 class Predictor:
     """Wraps a checkpoint at an operating point; ``sparsity`` can change between calls.
 
@@ -32,15 +42,36 @@ class Predictor:
     ----------
     checkpoint : a loaded checkpoint.  data_sparsity, model_sparsity : sd, sw ∈ [0, 1).
     policy : "dyna" (default), "dense", "random" or "static".
+    engine : "sparse" (default; runs only the kept tiles and channels, see :mod:`dyna_stream.sparse`)
+        or "masked" (the dense training graph with masks multiplied in; same numbers, no speedup).
     """
 
     def __init__(self, checkpoint: Checkpoint, *, data_sparsity: float = 0.7, model_sparsity: float = 0.7,
-                 policy: str = "dyna") -> None:
+                 policy: str = "dyna", engine: str = "sparse") -> None:
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
         self.checkpoint, self.policy = checkpoint, policy
+        self.sparse = SparseEngine(checkpoint.model) if engine == "sparse" else None
         self.data_sparsity, self.model_sparsity = data_sparsity, model_sparsity
         spec = DATASETS.get(checkpoint.dataset)
         self.extrapolate = get_extrapolator(spec.fallback if spec else "persistence")
         self.checkpoint.model.eval()
+
+    @property
+    def data_sparsity(self) -> float:
+        return self._data_sparsity
+
+    @data_sparsity.setter
+    def data_sparsity(self, value: float) -> None:
+        self._data_sparsity = _checked_sparsity("data sparsity sd", value)
+
+    @property
+    def model_sparsity(self) -> float:
+        return self._model_sparsity
+
+    @model_sparsity.setter
+    def model_sparsity(self, value: float) -> None:
+        self._model_sparsity = _checked_sparsity("model sparsity sw", value)
 
     @property
     def t_in(self) -> int:
@@ -72,11 +103,16 @@ class Predictor:
         only when set by :meth:`__call__`."""
         ckpt = self.checkpoint
         height, width = size
-        prediction = ckpt.model(frames[None], fallback[None], policy=self.policy,
-                                data_sparsity=self.data_sparsity, model_sparsity=self.model_sparsity)
+        options = {"policy": self.policy, "data_sparsity": self.data_sparsity,
+                   "model_sparsity": self.model_sparsity}
+        if self.sparse is not None:
+            prediction = self.sparse(frames[None], fallback[None], **options)
+            macs = float(prediction.accounting[0].macs)
+        else:
+            prediction = ckpt.model(frames[None], fallback[None], **options)
+            macs = float(ckpt.model.macs(prediction)[0])
         forecast = ckpt.normaliser.inverse(prediction.forecast[0, ..., :height, :width].numpy())
         spatial = prediction.masks.spatial(tuple(prediction.forecast.shape[-2:]))
         kept = np.ones((height, width), np.float32) if spatial is None else spatial[0, 0, :height, :width].numpy()
         return Forecast(forecast, prediction.importance_map[0, 0, :height, :width].numpy(), kept,
-                        ckpt.normaliser.inverse(fallback[..., :height, :width].numpy()),
-                        float(ckpt.model.macs(prediction)[0]))
+                        ckpt.normaliser.inverse(fallback[..., :height, :width].numpy()), macs)

@@ -6,8 +6,8 @@ import torch
 
 from dyna_stream.config import load_config
 from dyna_stream.data.normalise import Normaliser
-from dyna_stream.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from dyna_stream.errors import CheckpointError
+from dyna_stream.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 
 from conftest import TINY_BACKBONE
 

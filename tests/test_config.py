@@ -12,7 +12,8 @@ def test_shipped_configs_load(tmp_path):
 
 
 def test_overrides_parse_yaml_values():
-    config = load_config(None, ["train.steps=12", "train.sparsity_range=[0.2, 0.8]", "model.backbone_kwargs={width: 8}"])
+    config = load_config(None, ["train.steps=12", "train.sparsity_range=[0.2, 0.8]",
+                                "model.backbone_kwargs={width: 8}"])
     assert config.train.steps == 12 and config.train.sparsity_range == (0.2, 0.8)
     assert config.model.backbone_kwargs == {"width": 8}
 

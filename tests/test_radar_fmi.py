@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from dyna_stream.data import radar_fmi
+from dyna_stream.data.normalise import Normaliser
 from dyna_stream.data.registry import get_dataset, load_split
 from dyna_stream.data.windows import WindowDataset
-from dyna_stream.data.normalise import Normaliser
 from dyna_stream.errors import DataError
 from dyna_stream.evaluate.runner import extrapolation_forecasts, score
 

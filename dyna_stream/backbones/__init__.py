@@ -1,7 +1,7 @@
 """Backbone registry: ``create_backbone(name, **kwargs)`` builds any registered network."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from .base import Backbone
 

@@ -47,11 +47,14 @@ class ConvUnit(nn.Module):
         self._conv_size: tuple[int, int] = (0, 0)
 
     def forward(self, x: torch.Tensor, ctx: MaskContext) -> torch.Tensor:
+        """Run under ``ctx``: masked dense (MaskContext) or tile/channel-sparse (sparse.SparseContext)."""
+        return ctx.conv_unit(self, x)
+
+    def dense(self, x: torch.Tensor) -> torch.Tensor:
+        """The unmasked computation on a whole (B, C_in, h, w) canvas."""
         y = self.activation(self.norm(self.conv(x)))
         self._conv_size = tuple(y.shape[-2:])
-        if self.shuffle > 1:
-            y = F.pixel_shuffle(y, self.shuffle)
-        return ctx.apply(y, self.group)
+        return F.pixel_shuffle(y, self.shuffle) if self.shuffle > 1 else y
 
     def macs(self, ctx: MaskContext, batch: int, device: torch.device) -> torch.Tensor:
         """MACs per sample (B,) for the kept tiles and channels of the last forward."""
@@ -64,17 +67,25 @@ class ConvUnit(nn.Module):
 class Readout(nn.Module):
     """1×1 conv to the forecast channels, initialised to zero so training starts at the fallback."""
 
+    group = None
+    shuffle = 1
+    norm = None
+    activation = nn.Identity()
+
     def __init__(self, source: Source, cout: int) -> None:
         super().__init__()
-        self.source, self.cout = source, cout
+        self.source, self.sources, self.cout = source, (source,), cout
         self.conv = nn.Conv2d(source.channels, cout, 1)
         nn.init.zeros_(self.conv.weight)
         nn.init.zeros_(self.conv.bias)
         self._size: tuple[int, int] = (0, 0)
 
     def forward(self, x: torch.Tensor, ctx: MaskContext) -> torch.Tensor:
+        return ctx.readout(self, x)
+
+    def dense(self, x: torch.Tensor) -> torch.Tensor:
         self._size = tuple(x.shape[-2:])
-        return ctx.apply(self.conv(x), None)
+        return self.conv(x)
 
     def macs(self, ctx: MaskContext, batch: int, device: torch.device) -> torch.Tensor:
         cin = ctx.kept_channels(self.source.group, self.source.channels, batch, device)

@@ -42,7 +42,7 @@ class SimVP(Backbone):
         self.readout = Readout(Source("dec3", width), out_channels)
 
     def forward(self, inputs: torch.Tensor, ctx: MaskContext) -> torch.Tensor:
-        skip = self.enc1(ctx.apply(inputs, None), ctx)
+        skip = self.enc1(ctx.mask_input(inputs), ctx)
         z = self.enc4(self.enc3(self.enc2(skip, ctx), ctx), ctx)
         for expand, reduce in zip(self.expand, self.reduce):
             z = z + reduce(expand(z, ctx), ctx)

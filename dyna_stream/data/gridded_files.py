@@ -1,8 +1,8 @@
 """Read one named array variable from .npy, .npz, .nc (netCDF4) or .h5/.hdf5 files."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

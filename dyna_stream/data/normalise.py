@@ -28,7 +28,7 @@ class Normaliser:
         return max(self.high - self.low, 1e-6)
 
     @classmethod
-    def fit(cls, series: Series) -> "Normaliser":
+    def fit(cls, series: Series) -> Normaliser:
         means, stds = [], []
         for c in range(series.shape[1]):
             cells = series.values[:, c][series.valid[:, c]]
@@ -58,7 +58,7 @@ class Normaliser:
                 "low": self.low, "high": self.high}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Normaliser":
+    def from_dict(cls, data: dict) -> Normaliser:
         try:
             return cls(tuple(float(v) for v in data["mean"]), tuple(float(v) for v in data["std"]),
                        str(data["units"]), float(data["low"]), float(data["high"]))

@@ -117,15 +117,11 @@ def list_frames(folder: str | Path) -> list[Path]:
 def load_event(folder: str | Path, *, downsample_factor: int = 4) -> Series:
     """All frames of one radar event as a dBZ series (T, 1, H/f, W/f)."""
     files = list_frames(folder)
-    frames, masks = [], []
-    for path in files:
-        dn, _ = read_pgm(path)
-        if frames and dn.shape != first_shape:
-            raise DataError(f"{path.name}: grid {dn.shape} differs from the event's {first_shape}")
-        first_shape = dn.shape
-        dbz, valid = downsample(*dn_to_dbz(dn), downsample_factor)
-        frames.append(dbz)
-        masks.append(valid)
+    decoded = [read_pgm(path)[0] for path in files]
+    grids = sorted({dn.shape for dn in decoded})
+    if len(grids) > 1:
+        raise DataError(f"{folder}: frames come on different grids {grids}; one event must share one grid")
+    frames, masks = zip(*(downsample(*dn_to_dbz(dn), downsample_factor) for dn in decoded))
     times = np.array([np.datetime64(frame_time(p), "m") for p in files])
     return Series(np.stack(frames)[:, None], np.stack(masks)[:, None], times, "dBZ", NO_ECHO_DBZ,
                   f"FMI radar {Path(folder).name}")

@@ -45,7 +45,7 @@ class Series:
     def __len__(self) -> int:
         return self.values.shape[0]
 
-    def slice(self, start: int, stop: int) -> "Series":
+    def slice(self, start: int, stop: int) -> Series:
         """Frames ``start:stop`` as a new series (views, no copy)."""
         return Series(self.values[start:stop], self.valid[start:stop], self.times[start:stop],
                       self.units, self.fill_value, self.name)

@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 from ..atomic import write_with  # noqa: E402
 
 
-def _save(figure: "plt.Figure", path: str | Path) -> None:
+def _save(figure: plt.Figure, path: str | Path) -> None:
     write_with(path, lambda tmp: figure.savefig(tmp, dpi=110, bbox_inches="tight"))
     plt.close(figure)
 

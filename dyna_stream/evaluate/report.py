@@ -32,16 +32,19 @@ class Entry:
 
 
 def standard_entries(dyna: Checkpoint, *, dense: Checkpoint | None = None, mp: Checkpoint | None = None,
-                     sparsities: tuple[float, ...] = (0.5, 0.7, 0.9), budget: float = 0.7) -> list[Entry]:
+                     sparsities: tuple[float, ...] = (0.5, 0.7, 0.9), budget: float = 0.7,
+                     engine: str = "sparse") -> list[Entry]:
     """Persistence, advection, dense, MP, random and Dyna-Pruner rows (DESIGN §2 baselines)."""
     entries = [Entry("persistence", "persistence"), Entry("optical-flow advection", "advection")]
     if dense is not None:
-        entries.append(Entry("dense SimVP", "model", dense, Operating("dense")))
+        entries.append(Entry("dense SimVP", "model", dense, Operating("dense", engine=engine)))
     if mp is not None:
         entries.append(Entry(f"MP (L1 filter pruning, fine-tuned) @ budget of sd=sw={budget:g}", "model", mp,
-                             Operating("static")))
-    entries += [Entry(f"random pruning sd=sw={s:g}", "model", dyna, Operating("random", s, s)) for s in sparsities]
-    entries += [Entry(f"Dyna-Pruner sd=sw={s:g}", "model", dyna, Operating("dyna", s, s)) for s in sparsities]
+                             Operating("static", engine=engine)))
+    entries += [Entry(f"random pruning sd=sw={s:g}", "model", dyna, Operating("random", s, s, engine))
+                for s in sparsities]
+    entries += [Entry(f"Dyna-Pruner sd=sw={s:g}", "model", dyna, Operating("dyna", s, s, engine))
+                for s in sparsities]
     return entries
 
 
@@ -70,6 +73,7 @@ def evaluate_entries(spec: DatasetSpec, series: Series, entries: list[Entry]) ->
             forecasts = model_forecasts(entry.checkpoint, windows, entry.operating)
         metrics = score(windows, forecasts, thresholds=spec.csi_thresholds, data_range=windows.normaliser.data_range)
         rows.append({"label": entry.label, "method": entry.method, "policy": entry.operating.policy,
+                     "engine": entry.operating.engine if entry.checkpoint is not None else None,
                      "data_sparsity": entry.operating.data_sparsity,
                      "model_sparsity": entry.operating.model_sparsity, "metrics": metrics})
         log.info("%-55s MSE %.2f  MAE %.3f  (%.1f s)", entry.label, metrics["mse_mean"], metrics["mae_mean"],
@@ -97,23 +101,25 @@ def importance_panel(spec: DatasetSpec, series: Series, checkpoint: Checkpoint, 
 
 
 def build_report(spec: DatasetSpec, series: Series, rows: list[dict], *, checkpoints: dict[str, Checkpoint],
-                 figure: str | None, figure_window: int | None) -> dict:
+                 figure: str | None, figure_window: int | None, engine: str = "sparse") -> dict:
     dense = next((r for r in rows if r["method"] == "model" and r["policy"] == "dense"), None)
     for row in rows:
         m = row["metrics"]
         row["gmacs"] = m["macs"] / 1e9
         if dense is not None:
             row["mse_vs_dense_pct"] = 100.0 * (m["mse_mean"] / dense["metrics"]["mse_mean"] - 1.0)
-            row["macs_vs_dense_pct"] = (100.0 * m["macs"] / dense["metrics"]["macs"]) if row["method"] == "model" else None
+            is_model = row["method"] == "model"
+            row["macs_vs_dense_pct"] = 100.0 * m["macs"] / dense["metrics"]["macs"] if is_model else None
     return {
         "dataset": spec.name,
         "test_data": f"{series.name}: {len(series)} frames {series.times[0]} – {series.times[-1]} UTC",
         "window": f"{spec.t_in} → {spec.t_out} frames",
+        "engine": engine,
         "units": series.units,
         "protocol": ("scores over cells where the truth and all input frames are valid; MSE/MAE pooled over "
                      "those cells per lead; SSIM mean over windows (range = training min–max); CSI from "
                      "hits/misses/false alarms summed over all windows; GMACs = backbone multiply-accumulates "
-                     "per window for the kept tiles and channels (mask generator and halos excluded)"),
+                     "per window executed for the kept tiles and channels (mask generator excluded)"),
         "rows": rows,
         "checkpoints": {name: {"version": c.version, "step": c.step,
                                "train_seconds": c.metrics.get("train_seconds"),
@@ -137,7 +143,9 @@ def render_markdown(report: dict) -> str:
               "GMACs", "MACs % dense", "ΔMSE vs dense"]
     lines = [f"# Evaluation: {report['dataset']}", "",
              f"- Test data: {report['test_data']}", f"- Window: {report['window']}",
-             f"- Scoring: {report['protocol']}.", f"- dyna_stream {report['dyna_stream_version']}", "",
+             f"- Scoring: {report['protocol']}.",
+             f"- Models executed by the {report['engine']} engine (batch 1); "
+             f"dyna_stream {report['dyna_stream_version']}", "",
              "## Mean over lead times", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         m = r["metrics"]

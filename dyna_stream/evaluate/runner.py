@@ -1,8 +1,8 @@
 """Run a model or a classical forecast over every window of a data set and score it."""
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -16,11 +16,12 @@ from .metrics import ForecastScores
 
 @dataclass(frozen=True)
 class Operating:
-    """How a model runs: mask policy and sparsities (data sd, model sw)."""
+    """How a model runs: mask policy, sparsities (data sd, model sw) and execution engine."""
 
     policy: str = "dense"
     data_sparsity: float = 0.0
     model_sparsity: float = 0.0
+    engine: str = "sparse"
 
 
 @dataclass
@@ -39,7 +40,8 @@ def model_forecasts(checkpoint: Checkpoint, windows: WindowDataset, operating: O
                     indices: Iterable[int] | None = None, seed: int = 0) -> Iterator[WindowForecast]:
     """Batch-1 forecasts of the windows (default: all), cropped back to the data grid, physical units."""
     predictor = Predictor(checkpoint, data_sparsity=operating.data_sparsity,
-                          model_sparsity=operating.model_sparsity, policy=operating.policy)
+                          model_sparsity=operating.model_sparsity, policy=operating.policy,
+                          engine=operating.engine)
     torch.manual_seed(seed)  # the random policy draws reproducibly
     for index in range(len(windows)) if indices is None else indices:
         item = windows[index]

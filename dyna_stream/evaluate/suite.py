@@ -12,7 +12,7 @@ FIGURE_NAME = "importance.png"
 
 def run_evaluation(checkpoint: str | Path, *, dense: str | Path | None = None, mp: str | Path | None = None,
                    sparsities: tuple[float, ...] = (0.5, 0.7, 0.9), split: str = "test",
-                   data_root: str | Path | None = None, out_dir: str | Path) -> Path:
+                   data_root: str | Path | None = None, out_dir: str | Path, engine: str = "sparse") -> Path:
     """Returns the path of the Markdown report (JSON and PNG beside it)."""
     dyna = load_checkpoint(checkpoint)
     loaded = {"Dyna-Pruner": dyna}
@@ -26,10 +26,11 @@ def run_evaluation(checkpoint: str | Path, *, dense: str | Path | None = None, m
     spec = get_dataset(dyna.dataset)
     series = load_split(spec.name, split, data_root if data_root is not None else dyna.config.data.root)
     entries = standard_entries(dyna, dense=loaded.get("dense"), mp=loaded.get("MP"), sparsities=sparsities,
-                               budget=0.7 if 0.7 in sparsities else sparsities[len(sparsities) // 2])
+                               budget=0.7 if 0.7 in sparsities else sparsities[len(sparsities) // 2], engine=engine)
     rows = evaluate_entries(spec, series, entries)
     out_dir = Path(out_dir)
     middle = sparsities[len(sparsities) // 2]
     window = importance_panel(spec, series, dyna, middle, out_dir / FIGURE_NAME)
-    report = build_report(spec, series, rows, checkpoints=loaded, figure=FIGURE_NAME, figure_window=window)
+    report = build_report(spec, series, rows, checkpoints=loaded, figure=FIGURE_NAME, figure_window=window,
+                          engine=engine)
     return write_report(report, out_dir)[1]

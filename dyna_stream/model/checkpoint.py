@@ -83,9 +83,12 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
         t_in, t_out, channels = (int(v) for v in payload["window"])
         model = build_model(config.model, t_in=t_in, t_out=t_out, channels=channels)
         model.load_state_dict(payload["state_dict"])
+        normaliser = Normaliser.from_dict(payload["normaliser"])
+        fill_value = float(payload["fill_value"])
     except (KeyError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: checkpoint does not match this code ({type(exc).__name__}: {exc})") from None
+        raise CheckpointError(f"{path}: checkpoint does not match this code "
+                              f"({type(exc).__name__}: {exc})") from None
     model.eval()
-    return Checkpoint(model, config, Normaliser.from_dict(payload["normaliser"]), str(payload["dataset"]),
-                      t_in, t_out, float(payload["fill_value"]), dict(payload.get("metrics", {})), int(payload.get("step", 0)),
+    return Checkpoint(model, config, normaliser, str(payload["dataset"]), t_in, t_out, fill_value,
+                      dict(payload.get("metrics", {})), int(payload.get("step", 0)),
                       str(payload.get("version", "?")), dict(payload.get("training_state", {})))

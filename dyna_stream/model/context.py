@@ -40,6 +40,17 @@ class MaskContext:
             features = features * gate[:, :, None, None]
         return features
 
+    def mask_input(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Zero the pruned tiles of the network input (B, C, H, W)."""
+        return self.apply(inputs, None)
+
+    def conv_unit(self, unit, x: torch.Tensor) -> torch.Tensor:
+        """A backbone ConvUnit, masked dense: whole canvas, then zero pruned tiles and channels."""
+        return self.apply(unit.dense(x), unit.group)
+
+    def readout(self, unit, x: torch.Tensor) -> torch.Tensor:
+        return self.apply(unit.dense(x), None)
+
     def tile_fraction(self, batch: int, device: torch.device) -> torch.Tensor:
         """Fraction of tiles kept per sample, (B,)."""
         if self.tiles is None:

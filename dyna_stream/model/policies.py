@@ -6,8 +6,8 @@ of channel gates to every sample (L1-norm filter pruning, MP).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 

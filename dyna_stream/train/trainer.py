@@ -79,7 +79,9 @@ def train(config: RunConfig, *, resume: str | Path | None = None, progress: bool
           stop_at: int | None = None) -> Path:
     """Train per ``config``; returns the path of the final checkpoint (``<out_dir>/model.pt``).
 
-    ``<out_dir>/last.pt`` is rewritten at every validation and resumes an interrupted run.
+    ``<out_dir>/last.pt`` is rewritten at every validation and resumes an interrupted run;
+    ``<out_dir>/best.pt`` holds the weights with the lowest validation MSE so far. model.pt takes
+    the best (``train.select: best``, early stopping) or the last weights.
     ``init_model`` starts from given weights (fine-tuning, e.g. of an L1-pruned model).
     ``stop_at`` ends a time-boxed session after that step (at a validation step, so last.pt holds
     it) without writing model.pt; ``resume`` continues it on the same schedule.
@@ -138,10 +140,20 @@ def train(config: RunConfig, *, resume: str | Path | None = None, progress: bool
                             "val_mse": val["mse_mean"], "val_mae": val["mae_mean"]})
             log.info("step %d  train %.4f  val MSE %.3f %s²  MAE %.3f", step + 1, parts["task"], val["mse_mean"],
                      data.normaliser.units, val["mae_mean"])
+            if val["mse_mean"] <= min(h["val_mse"] for h in history):
+                best = checkpoint(step + 1, {"history": history, "val": val})
+                best.training_state = {}
+                save_checkpoint(out_dir / "best.pt", best)
             save_checkpoint(out_dir / "last.pt", checkpoint(step + 1, {"history": history, "val": val}))
             if stop_at is not None and step + 1 >= stop_at:
                 return out_dir / "last.pt"
-    final = checkpoint(cfg.steps, {"history": history, "train_seconds": history[-1]["seconds"] if history else 0.0})
+    selected = cfg.steps
+    if cfg.select == "best" and history:
+        best_entry = min(history, key=lambda h: h["val_mse"])
+        model.load_state_dict(load_checkpoint(out_dir / "best.pt").model.state_dict())
+        selected = best_entry["step"]
+    final = checkpoint(selected, {"history": history, "selected_step": selected,
+                                  "train_seconds": history[-1]["seconds"] if history else 0.0})
     final.training_state = {}
     save_checkpoint(out_dir / "model.pt", final)
     return out_dir / "model.pt"

@@ -1,0 +1,141 @@
+"""Real wall-clock speedup of the sparse engine over the dense model (DESIGN §3, §7).
+
+Batch 1, float32, the trained radar model at the §7 resolution (306 × 190 padded to 320 × 192),
+on a real radar window. Dense = the best of eager and torch.compile (unless --no-compile);
+sparse = the whole Dyna-Pruner step (mask generator + mask selection + sparse backbone).
+Every latency is measured in this process and run; ratios are against that dense number.
+
+    python benchmarks/sparse_speedup.py [--checkpoint M.pt] [--device cpu|cuda] [--threads 2] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from dyna_stream.assets import BUNDLED_MODEL, BUNDLED_SAMPLE
+from dyna_stream.data.registry import get_dataset, load_path
+from dyna_stream.data.windows import model_input
+from dyna_stream.extrapolation import get_extrapolator
+from dyna_stream.model.checkpoint import load_checkpoint
+from dyna_stream.model.context import MaskContext
+from dyna_stream.model.generator import summarise
+from dyna_stream.model.policies import MaskRequest, get_policy
+from dyna_stream.sparse import SparseEngine
+
+SPARSITIES = (0.3, 0.5, 0.7, 0.9)
+
+
+def timed(fn, *, runs: int, warmup: int, device: torch.device) -> dict:
+    """Median and p95 latency of ``fn()`` in ms."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for _ in range(warmup):
+        fn()
+    sync()
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        sync()
+        samples.append((time.perf_counter() - start) * 1e3)
+    samples.sort()
+    return {"median_ms": statistics.median(samples), "p95_ms": samples[min(len(samples) - 1, int(0.95 * len(samples)))],
+            "runs": runs}
+
+
+def window(checkpoint, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The latest T_in frames of the bundled real radar sample, normalised and padded."""
+    series = load_path(BUNDLED_SAMPLE)
+    frames = series.values[-checkpoint.t_in:]
+    fallback = get_extrapolator(get_dataset(checkpoint.dataset).fallback)(frames, checkpoint.t_out,
+                                                                          checkpoint.fill_value)
+    tile = checkpoint.model.tile_size
+    return tuple(model_input(a, checkpoint.normaliser, tile, checkpoint.fill_value)[None].to(device)
+                 for a in (frames, fallback))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", default=str(BUNDLED_MODEL))
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile dense variant")
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    checkpoint = load_checkpoint(args.checkpoint, map_location=device)
+    model = checkpoint.model.to(device).eval()
+    frames, fallback = window(checkpoint, device)
+    inputs = torch.cat([frames.flatten(1, 2), fallback.flatten(1, 2)], dim=1)
+    measure = lambda fn: timed(fn, runs=args.runs, warmup=args.warmup, device=device)  # noqa: E731
+
+    with torch.no_grad():
+        dense_ctx = MaskContext()
+        model.backbone(inputs, dense_ctx)
+        dense_macs = float(model.backbone.macs(dense_ctx, 1, device)[0])
+        dense = {"eager": measure(lambda: model.backbone(inputs, dense_ctx))}
+        if not args.no_compile:
+            try:
+                compiled = torch.compile(lambda x: model.backbone(x, MaskContext()))
+                started = time.perf_counter()
+                compiled(inputs)
+                dense["compiled"] = measure(lambda: compiled(inputs))
+                dense["compiled"]["compile_seconds"] = time.perf_counter() - started
+            except Exception as exc:  # compile needs a toolchain; the eager number still stands
+                dense["compiled"] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+        best = min((v for v in dense.values() if "median_ms" in v), key=lambda v: v["median_ms"])
+        baseline = best["median_ms"]
+
+        def select_masks(sparsity: float) -> MaskContext:
+            importance_map, unit_importance = model.generator(summarise(frames, fallback))
+            return get_policy("dyna")(MaskRequest(importance_map, unit_importance, sparsity, sparsity,
+                                                  model.tile_size, model.backbone.groups, model.thresholds,
+                                                  model.static_gates(), model.gate_mode))
+        generator = measure(lambda: select_masks(0.7))
+
+        engine = SparseEngine(model)
+        rows = []
+        for sparsity in SPARSITIES:
+            step = lambda s=sparsity: engine(frames, fallback, data_sparsity=s, model_sparsity=s)  # noqa: E731
+            macs = step().accounting[0].macs
+            latency = measure(step)
+            speedup = baseline / latency["median_ms"]
+            macs_ratio = dense_macs / macs
+            rows.append({"sd": sparsity, "sw": sparsity, **latency, "macs": macs, "speedup": speedup,
+                         "macs_ratio": macs_ratio, "efficiency": speedup / macs_ratio})
+
+    header = f"{'point':<16}{'median ms':>10}{'p95 ms':>9}{'GMACs':>9}{'speedup':>9}{'MACs ratio':>11}{'effic.':>8}"
+    chip = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    print(f"device {device} ({chip}), threads {args.threads}, batch 1, float32, input {tuple(frames.shape[-2:])}, "
+          f"{args.runs} runs")
+    print(header)
+    for name, value in dense.items():
+        if "median_ms" in value:
+            print(f"{'dense ' + name:<16}{value['median_ms']:>10.2f}{value['p95_ms']:>9.2f}{dense_macs / 1e9:>9.3f}"
+                  f"{baseline / value['median_ms']:>9.2f}{1.0:>11.1f}{'':>8}")
+        else:
+            print(f"{'dense ' + name:<16} failed: {value['error']}")
+    for row in rows:
+        print(f"{'sd=sw=' + format(row['sd'], 'g'):<16}{row['median_ms']:>10.2f}{row['p95_ms']:>9.2f}"
+              f"{row['macs'] / 1e9:>9.3f}{row['speedup']:>9.2f}{row['macs_ratio']:>11.1f}{row['efficiency']:>8.2f}")
+    print(f"mask generator + selection: {generator['median_ms']:.2f} ms = "
+          f"{100 * generator['median_ms'] / baseline:.1f}% of dense")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({
+            "device": str(device), "threads": args.threads, "input": list(frames.shape[-2:]),
+            "checkpoint": args.checkpoint, "dense": dense, "dense_macs": dense_macs, "baseline_ms": baseline,
+            "generator": generator, "sparse": rows, "torch": torch.__version__}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""The front door: `dyna-stream predict` on the bundled model and sample, and clear errors."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from dyna_stream.assets import BUNDLED_MODEL, BUNDLED_SAMPLE
+from dyna_stream.cli import main
+
+
+def test_bundled_assets_are_small_and_present():
+    assert BUNDLED_MODEL.stat().st_size <= 10 * 2**20
+    sample = sorted(BUNDLED_SAMPLE.glob("*.pgm.gz"))
+    assert len(sample) == 12 and sum(p.stat().st_size for p in sample) <= 5 * 2**20
+
+
+def test_predict_on_the_bundled_sample_writes_forecast_and_importance(tmp_path):
+    assert main(["-q", "predict", "--out", str(tmp_path)]) == 0
+    with np.load(tmp_path / "forecast.npz") as result:
+        assert result["forecast"].shape == (6, 1, 306, 190)
+        assert result["importance"].shape == (306, 190)
+        assert 0.25 < result["kept_tiles"].mean() < 0.35           # sd = 0.7 keeps 30% of the tiles
+        assert str(result["units"]) == "dBZ" and len(result["input_times"]) == 6
+        assert -33 < result["forecast"].min() and result["forecast"].max() < 80
+    for name in ("forecast.png", "importance.png"):
+        assert (tmp_path / name).stat().st_size > 10_000
+
+
+def test_predict_reads_generic_array_files(tmp_path):
+    frames = np.full((7, 40, 30), -32.0, np.float32)
+    frames[:, 10:20, 5:15] = 35.0
+    np.save(tmp_path / "frames.npy", frames)
+    assert main(["-q", "predict", "--input", str(tmp_path / "frames.npy"), "--out", str(tmp_path / "o")]) == 0
+    with np.load(tmp_path / "o" / "forecast.npz") as result:
+        assert result["forecast"].shape == (6, 1, 40, 30)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--input", "/nonexistent/radar"], "input not found"),
+    (["--checkpoint", "/nonexistent.pt"], "checkpoint not found"),
+    (["--sd", "1.5"], "data sparsity sd must be in [0, 1)"),
+])
+def test_bad_input_exits_2_with_a_message_and_writes_nothing(tmp_path, args, message):
+    command = [sys.executable, "-m", "dyna_stream.cli", "-q", "predict", *args, "--out", str(tmp_path / "o")]
+    run = subprocess.run(command, capture_output=True, text=True)
+    assert run.returncode == 2, run.stderr
+    assert message in run.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_too_few_frames_are_refused(tmp_path):
+    np.save(tmp_path / "short.npy", np.zeros((3, 32, 32), np.float32))
+    assert main(["-q", "predict", "--input", str(tmp_path / "short.npy"), "--out", str(tmp_path / "o")]) == 2

@@ -1,0 +1,130 @@
+"""The sparse engine computes what the masked dense model computes, for every backbone."""
+import numpy as np
+import pytest
+import torch
+
+from dyna_stream.backbones import BACKBONES
+from dyna_stream.config import load_config
+from dyna_stream.data.normalise import Normaliser
+from dyna_stream.model.checkpoint import Checkpoint
+from dyna_stream.model.dynapruner import DynaPruner
+from dyna_stream.predictor import Predictor
+from dyna_stream.sparse import SparseEngine
+from dyna_stream.sparse.tiles import gather_windows, scatter_tiles, take_tiles, window_index
+
+SPARSITIES = [0.0, 0.3, 0.5, 0.7, 0.9]
+KWARGS = {"width": 4, "latent": 8, "hidden": 8, "blocks": 2, "tile_latent": 2}
+
+
+def randomised(backbone: str, device: str = "cpu") -> DynaPruner:
+    """A model with random weights and BatchNorm statistics, so every path carries signal."""
+    model = DynaPruner(backbone=backbone, t_in=3, t_out=2, channels=1, generator_hidden=4, backbone_kwargs=KWARGS)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0, 0.3)
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.normal_(0, 0.2)
+                module.running_var.uniform_(0.5, 2.0)
+    return model.eval().to(device)
+
+
+def assert_equivalent(model, frames, fallback, sd, sw, policy, strategy="gather"):
+    """Same forecast as the masked dense model; with gathering everywhere, exactly its MAC count."""
+    torch.manual_seed(1)
+    with torch.no_grad():
+        reference = model(frames, fallback, data_sparsity=sd, model_sparsity=sw, policy=policy)
+    torch.manual_seed(1)  # the random policy draws the same masks
+    result = SparseEngine(model, strategy=strategy)(frames, fallback, data_sparsity=sd, model_sparsity=sw,
+                                                    policy=policy)
+    assert (result.forecast - reference.forecast).abs().max() <= 1e-4
+    executed, analytic = [a.macs for a in result.accounting], model.macs(reference).cpu().numpy()
+    if strategy == "gather":
+        np.testing.assert_allclose(executed, analytic, rtol=1e-6)
+    else:
+        assert (np.array(executed) >= analytic * (1 - 1e-6)).all()
+    return reference, result
+
+
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+@pytest.mark.parametrize("policy", ["dyna", "random"])
+@pytest.mark.parametrize("sparsity", SPARSITIES)
+@pytest.mark.parametrize("strategy", ["gather", "canvas", "auto"])
+def test_sparse_matches_masked_dense(backbone, policy, sparsity, strategy):
+    model = randomised(backbone)
+    frames, fallback = torch.randn(2, 3, 1, 48, 64), torch.randn(2, 2, 1, 48, 64)
+    both, _ = assert_equivalent(model, frames, fallback, sparsity, sparsity, policy, strategy)
+    assert_equivalent(model, frames, fallback, sparsity, 0.0, policy, strategy)
+    assert_equivalent(model, frames, fallback, 0.0, sparsity, policy, strategy)
+    if sparsity > 0:
+        assert (both.masks.tiles == 0).any() and all((gate == 0).any() for gate in both.masks.gates.values())
+
+
+def test_static_and_dense_policies_match_too():
+    model = randomised("simvp")
+    gates = {name: (torch.rand(size) < 0.5).float().index_fill_(0, torch.tensor([0]), 1.0)
+             for name, size in model.backbone.groups.items()}
+    model.set_static_gates(gates)
+    frames, fallback = torch.randn(1, 3, 1, 32, 32), torch.randn(1, 2, 1, 32, 32)
+    for policy in ("static", "dense"):
+        assert_equivalent(model, frames, fallback, 0.0, 0.0, policy)
+
+
+def test_executed_macs_shrink_with_the_masks():
+    model = randomised("simvp")
+    frames, fallback = torch.randn(1, 3, 1, 64, 64), torch.randn(1, 2, 1, 64, 64)
+    engine = SparseEngine(model, strategy="gather")
+    macs = [engine(frames, fallback, data_sparsity=s, model_sparsity=s).accounting[0].macs for s in SPARSITIES]
+    assert macs == sorted(macs, reverse=True) and macs[-1] < macs[0] * 0.05
+    sparse = engine(frames, fallback, data_sparsity=0.7, model_sparsity=0.7).accounting[0]
+    assert sparse.gathered_bytes > 0 and sparse.scattered_bytes > 0
+
+
+def test_predictor_engines_agree_on_odd_grids():
+    model = randomised("simvp")
+    checkpoint = Checkpoint(model, load_config(None), Normaliser((-20.0,), (10.0,), "dBZ", -32.0, 60.0),
+                            "radar-fmi", 3, 2, -32.0)
+    frames = np.random.default_rng(0).uniform(-32, 50, size=(3, 1, 37, 50)).astype(np.float32)
+    for sparsity in SPARSITIES:
+        results = [Predictor(checkpoint, data_sparsity=sparsity, model_sparsity=sparsity, engine=engine)(frames)
+                   for engine in ("masked", "sparse")]
+        assert results[0].forecast.shape == (2, 1, 37, 50)
+        # physical units: 1e-4 in normalised units × std 10 dBZ
+        np.testing.assert_allclose(results[1].forecast, results[0].forecast, atol=1e-3)
+        assert results[1].macs >= results[0].macs * (1 - 1e-6)   # canvas layers execute their whole canvas
+
+
+def test_gather_scatter_round_trip_and_halo_contents():
+    canvas = torch.arange(2 * 8 * 12, dtype=torch.float32).reshape(1, 2, 8, 12)
+    rows, cols = torch.tensor([0, 1]), torch.tensor([2, 0])
+    tiles = take_tiles(canvas, rows, cols, (2, 3))
+    assert tiles.shape == (2, 2, 4, 4)
+    back = scatter_tiles(tiles, rows, cols, (2, 3))
+    assert torch.equal(back[0, :, 0:4, 8:12], canvas[0, :, 0:4, 8:12]) and back[0, :, 0:4, 0:8].eq(0).all()
+    active = torch.tensor([[1.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    index = window_index(rows, cols, active, size=(8, 12), out_tile=4, kernel=3, stride=1, dilation=1, padding=1)
+    windows = gather_windows(canvas, index)
+    assert windows.shape == (2, 2, 6, 6)
+    assert torch.equal(windows[0, :, 1:5, 1:5], canvas[0, :, 0:4, 8:12])
+    assert windows[0, :, 0, :].eq(0).all() and windows[0, :, :, -1].eq(0).all()     # beyond the image
+    assert windows[0, :, 1:5, 0].eq(0).all()                                        # pruned neighbour (0, 1)
+    assert torch.equal(windows[1, :, 0, 1:5], canvas[0, :, 3, 0:4])                  # halo from active tile above
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+@pytest.mark.parametrize("sparsity", SPARSITIES)
+def test_sparse_matches_masked_dense_on_cuda(sparsity):
+    model = randomised("simvp", "cuda")
+    frames, fallback = torch.randn(1, 3, 1, 48, 64, device="cuda"), torch.randn(1, 2, 1, 48, 64, device="cuda")
+    torch.backends.cudnn.allow_tf32 = False
+    assert_equivalent(model, frames, fallback, sparsity, sparsity, "dyna")
+
+
+def test_onnx_export_matches_torch(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from dyna_stream.sparse.onnx_export import export_onnx, onnx_parity
+
+    model = randomised("simvp")
+    path = export_onnx(model, tmp_path / "dense.onnx", height=48, width=64)
+    frames, fallback = torch.randn(1, 3, 1, 48, 64), torch.randn(1, 2, 1, 48, 64)
+    assert onnx_parity(model, path, frames, fallback) <= 1e-4
