@@ -31,21 +31,30 @@ from dyna_stream.sparse import SparseEngine
 SPARSITIES = (0.3, 0.5, 0.7, 0.9)
 
 
-def timed(fn, *, runs: int, warmup: int, device: torch.device) -> dict:
-    """Median and p95 latency of ``fn()`` in ms."""
+def timed(candidates: dict, *, runs: int, warmup: int, device: torch.device) -> dict[str, dict]:
+    """Median and p95 latency (ms) of each ``fn()`` in ``candidates``, measured round-robin.
+
+    Interleaving puts every candidate under the same drift of clocks and neighbours, so the
+    ratios between them hold even when absolute numbers wander.
+    """
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for _ in range(warmup):
-        fn()
+    for fn in candidates.values():
+        for _ in range(warmup):
+            fn()
     sync()
-    samples = []
+    samples: dict[str, list[float]] = {name: [] for name in candidates}
     for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        sync()
-        samples.append((time.perf_counter() - start) * 1e3)
-    samples.sort()
-    return {"median_ms": statistics.median(samples), "p95_ms": samples[min(len(samples) - 1, int(0.95 * len(samples)))],
-            "runs": runs}
+        for name, fn in candidates.items():
+            start = time.perf_counter()
+            fn()
+            sync()
+            samples[name].append((time.perf_counter() - start) * 1e3)
+    out = {}
+    for name, values in samples.items():
+        values.sort()
+        out[name] = {"median_ms": statistics.median(values),
+                     "p95_ms": values[min(len(values) - 1, int(0.95 * len(values)))], "runs": runs}
+    return out
 
 
 def window(checkpoint, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,6 +76,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile dense variant")
+    parser.add_argument("--strategy", default="auto", choices=["auto", "windows", "canvas"],
+                        help="sparse engine layer strategy (default: auto, per layer)")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
 
@@ -76,42 +87,47 @@ def main() -> None:
     model = checkpoint.model.to(device).eval()
     frames, fallback = window(checkpoint, device)
     inputs = torch.cat([frames.flatten(1, 2), fallback.flatten(1, 2)], dim=1)
-    measure = lambda fn: timed(fn, runs=args.runs, warmup=args.warmup, device=device)  # noqa: E731
 
     with torch.no_grad():
         dense_ctx = MaskContext()
         model.backbone(inputs, dense_ctx)
         dense_macs = float(model.backbone.macs(dense_ctx, 1, device)[0])
-        dense = {"eager": measure(lambda: model.backbone(inputs, dense_ctx))}
+        candidates = {"dense eager": lambda: model.backbone(inputs, dense_ctx)}
+        compile_note = {}
         if not args.no_compile:
             try:
                 compiled = torch.compile(lambda x: model.backbone(x, MaskContext()))
                 started = time.perf_counter()
                 compiled(inputs)
-                dense["compiled"] = measure(lambda: compiled(inputs))
-                dense["compiled"]["compile_seconds"] = time.perf_counter() - started
+                compile_note = {"compile_seconds": time.perf_counter() - started}
+                candidates["dense compiled"] = lambda: compiled(inputs)
             except Exception as exc:  # compile needs a toolchain; the eager number still stands
-                dense["compiled"] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
-        best = min((v for v in dense.values() if "median_ms" in v), key=lambda v: v["median_ms"])
-        baseline = best["median_ms"]
+                compile_note = {"error": f"{type(exc).__name__}: {exc}"[:300]}
 
         def select_masks(sparsity: float) -> MaskContext:
             importance_map, unit_importance = model.generator(summarise(frames, fallback))
             return get_policy("dyna")(MaskRequest(importance_map, unit_importance, sparsity, sparsity,
                                                   model.tile_size, model.backbone.groups, model.thresholds,
                                                   model.static_gates(), model.gate_mode))
-        generator = measure(lambda: select_masks(0.7))
-
-        engine = SparseEngine(model)
-        rows = []
+        candidates["mask generator"] = lambda: select_masks(0.7)
+        engine = SparseEngine(model, strategy=args.strategy)
+        macs = {}
         for sparsity in SPARSITIES:
             step = lambda s=sparsity: engine(frames, fallback, data_sparsity=s, model_sparsity=s)  # noqa: E731
-            macs = step().accounting[0].macs
-            latency = measure(step)
-            speedup = baseline / latency["median_ms"]
-            macs_ratio = dense_macs / macs
-            rows.append({"sd": sparsity, "sw": sparsity, **latency, "macs": macs, "speedup": speedup,
-                         "macs_ratio": macs_ratio, "efficiency": speedup / macs_ratio})
+            macs[sparsity] = step().accounting[0].macs
+            candidates[f"sd=sw={sparsity:g}"] = step
+        latency = timed(candidates, runs=args.runs, warmup=args.warmup, device=device)
+
+    dense = {name[6:]: latency[name] for name in ("dense eager", "dense compiled") if name in latency}
+    dense.get("compiled", {}).update(compile_note)
+    baseline = min(v["median_ms"] for v in dense.values())
+    generator = latency["mask generator"]
+    rows = []
+    for sparsity in SPARSITIES:
+        point = latency[f"sd=sw={sparsity:g}"]
+        speedup, macs_ratio = baseline / point["median_ms"], dense_macs / macs[sparsity]
+        rows.append({"sd": sparsity, "sw": sparsity, **point, "macs": macs[sparsity], "speedup": speedup,
+                     "macs_ratio": macs_ratio, "efficiency": speedup / macs_ratio})
 
     header = f"{'point':<16}{'median ms':>10}{'p95 ms':>9}{'GMACs':>9}{'speedup':>9}{'MACs ratio':>11}{'effic.':>8}"
     chip = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
@@ -119,11 +135,10 @@ def main() -> None:
           f"{args.runs} runs")
     print(header)
     for name, value in dense.items():
-        if "median_ms" in value:
-            print(f"{'dense ' + name:<16}{value['median_ms']:>10.2f}{value['p95_ms']:>9.2f}{dense_macs / 1e9:>9.3f}"
-                  f"{baseline / value['median_ms']:>9.2f}{1.0:>11.1f}{'':>8}")
-        else:
-            print(f"{'dense ' + name:<16} failed: {value['error']}")
+        print(f"{'dense ' + name:<16}{value['median_ms']:>10.2f}{value['p95_ms']:>9.2f}{dense_macs / 1e9:>9.3f}"
+              f"{baseline / value['median_ms']:>9.2f}{1.0:>11.1f}{'':>8}")
+    if "error" in compile_note:
+        print(f"dense compiled failed: {compile_note['error']}")
     for row in rows:
         print(f"{'sd=sw=' + format(row['sd'], 'g'):<16}{row['median_ms']:>10.2f}{row['p95_ms']:>9.2f}"
               f"{row['macs'] / 1e9:>9.3f}{row['speedup']:>9.2f}{row['macs_ratio']:>11.1f}{row['efficiency']:>8.2f}")
@@ -133,8 +148,10 @@ def main() -> None:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({
             "device": str(device), "threads": args.threads, "input": list(frames.shape[-2:]),
-            "checkpoint": args.checkpoint, "dense": dense, "dense_macs": dense_macs, "baseline_ms": baseline,
-            "generator": generator, "sparse": rows, "torch": torch.__version__}, indent=2))
+            "checkpoint": args.checkpoint, "dense": dense, "compile": compile_note, "dense_macs": dense_macs,
+            "baseline_ms": baseline,
+            "generator": generator, "strategy": args.strategy, "sparse": rows, "torch": torch.__version__},
+            indent=2))
 
 
 if __name__ == "__main__":

@@ -55,6 +55,7 @@ class Predictor:
         self.data_sparsity, self.model_sparsity = data_sparsity, model_sparsity
         spec = DATASETS.get(checkpoint.dataset)
         self.extrapolate = get_extrapolator(spec.fallback if spec else "persistence")
+        self.value_range = spec.value_range if spec else (None, None)
         self.checkpoint.model.eval()
 
     @property
@@ -111,7 +112,8 @@ class Predictor:
         else:
             prediction = ckpt.model(frames[None], fallback[None], **options)
             macs = float(ckpt.model.macs(prediction)[0])
-        forecast = ckpt.normaliser.inverse(prediction.forecast[0, ..., :height, :width].numpy())
+        forecast = np.clip(ckpt.normaliser.inverse(prediction.forecast[0, ..., :height, :width].numpy()),
+                           *self.value_range)
         spatial = prediction.masks.spatial(tuple(prediction.forecast.shape[-2:]))
         kept = np.ones((height, width), np.float32) if spatial is None else spatial[0, 0, :height, :width].numpy()
         return Forecast(forecast, prediction.importance_map[0, 0, :height, :width].numpy(), kept,

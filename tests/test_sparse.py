@@ -29,7 +29,7 @@ def randomised(backbone: str, device: str = "cpu") -> DynaPruner:
     return model.eval().to(device)
 
 
-def assert_equivalent(model, frames, fallback, sd, sw, policy, strategy="gather"):
+def assert_equivalent(model, frames, fallback, sd, sw, policy, strategy="windows"):
     """Same forecast as the masked dense model; with gathering everywhere, exactly its MAC count."""
     torch.manual_seed(1)
     with torch.no_grad():
@@ -39,7 +39,7 @@ def assert_equivalent(model, frames, fallback, sd, sw, policy, strategy="gather"
                                                     policy=policy)
     assert (result.forecast - reference.forecast).abs().max() <= 1e-4
     executed, analytic = [a.macs for a in result.accounting], model.macs(reference).cpu().numpy()
-    if strategy == "gather":
+    if strategy == "windows":
         np.testing.assert_allclose(executed, analytic, rtol=1e-6)
     else:
         assert (np.array(executed) >= analytic * (1 - 1e-6)).all()
@@ -49,7 +49,7 @@ def assert_equivalent(model, frames, fallback, sd, sw, policy, strategy="gather"
 @pytest.mark.parametrize("backbone", sorted(BACKBONES))
 @pytest.mark.parametrize("policy", ["dyna", "random"])
 @pytest.mark.parametrize("sparsity", SPARSITIES)
-@pytest.mark.parametrize("strategy", ["gather", "canvas", "auto"])
+@pytest.mark.parametrize("strategy", ["windows", "canvas", "auto"])
 def test_sparse_matches_masked_dense(backbone, policy, sparsity, strategy):
     model = randomised(backbone)
     frames, fallback = torch.randn(2, 3, 1, 48, 64), torch.randn(2, 2, 1, 48, 64)
@@ -73,7 +73,7 @@ def test_static_and_dense_policies_match_too():
 def test_executed_macs_shrink_with_the_masks():
     model = randomised("simvp")
     frames, fallback = torch.randn(1, 3, 1, 64, 64), torch.randn(1, 2, 1, 64, 64)
-    engine = SparseEngine(model, strategy="gather")
+    engine = SparseEngine(model, strategy="windows")
     macs = [engine(frames, fallback, data_sparsity=s, model_sparsity=s).accounting[0].macs for s in SPARSITIES]
     assert macs == sorted(macs, reverse=True) and macs[-1] < macs[0] * 0.05
     sparse = engine(frames, fallback, data_sparsity=0.7, model_sparsity=0.7).accounting[0]

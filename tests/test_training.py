@@ -74,7 +74,7 @@ def test_real_radar_train_prune_and_report(tmp_path, data_root):
     rows = {row["label"]: row for row in report["rows"]}
     assert rows["persistence"]["metrics"]["mse_mean"] == pytest.approx(234.1, abs=0.1)
     dyna = rows["Dyna-Pruner sd=sw=0.7"]
-    assert dyna["macs_vs_dense_pct"] < 10 and len(dyna["metrics"]["csi@20"]) == 6
+    assert dyna["macs_vs_dense_pct"] < 30 and len(dyna["metrics"]["csi@20"]) == 6
     assert (tmp_path / "report" / "importance.png").stat().st_size > 10_000
     text = report_md.read_text()
     assert "| Dyna-Pruner sd=sw=0.7 |" in text and "CSI@40" in text

@@ -18,6 +18,7 @@ from .series import Series
 
 NODATA_DN = 255
 NO_ECHO_DBZ = -32.0
+MAX_DBZ = (254 - 64) / 2.0   # the largest reflectivity the 8-bit scale can hold
 STEP_MINUTES = 5
 _TIMESTAMP = re.compile(r"^(\d{12})_fmi\.radar.*\.pgm(\.gz)?$")
 

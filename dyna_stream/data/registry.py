@@ -19,7 +19,9 @@ DEFAULT_ROOT_ENV = "DYNA_STREAM_DATA"
 class DatasetSpec:
     """A data set and the protocol its numbers are reported under.
 
-    ``fallback`` names the forecast that pruned tiles take (see ``evaluate.baselines``).
+    ``fallback`` names the forecast that pruned tiles take (see ``dyna_stream.extrapolation``);
+    ``value_range`` is the physically possible (low, high) that forecasts are clipped to
+    (None: unbounded on that side).
     """
 
     name: str
@@ -29,6 +31,7 @@ class DatasetSpec:
     fallback: str
     csi_thresholds: tuple[float, ...]
     load_split: Callable[[Path, str], Series]
+    value_range: tuple[float | None, float | None] = (None, None)
 
 
 def _radar_split(folder: Path, split: str) -> Series:
@@ -43,8 +46,9 @@ def _radar_split(folder: Path, split: str) -> Series:
 DATASETS: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in (
-        DatasetSpec("radar-fmi", "radar_fmi", 6, 6, "advection", (20.0, 30.0, 40.0), _radar_split),
-        DatasetSpec("taxi-nyc", "nyc_taxi_flow", 4, 4, "persistence", (), taxi_nyc.load_split),
+        DatasetSpec("radar-fmi", "radar_fmi", 6, 6, "advection", (20.0, 30.0, 40.0), _radar_split,
+                    (radar_fmi.NO_ECHO_DBZ, radar_fmi.MAX_DBZ)),
+        DatasetSpec("taxi-nyc", "nyc_taxi_flow", 4, 4, "persistence", (), taxi_nyc.load_split, (0.0, None)),
         DatasetSpec("era5-t2m", "era5_t2m_uk", 12, 12, "persistence", (), era5.load_split),
     )
 }

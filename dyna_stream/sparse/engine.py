@@ -22,9 +22,21 @@ from ..model.policies import MaskRequest, get_policy
 from .folding import fold_batchnorm
 from .tiles import WindowIndex, gather_windows, scatter_tiles, window_index, window_size
 
-GATHER_MIN_TILE = 4      # output pixels per tile side below which gathering never pays
-GATHER_MAX_WORK = 0.5    # gather while active share × halo overhead stays at or below this
-STRATEGIES = ("auto", "gather", "canvas")
+WINDOW_MIN_TILE = 8      # output pixels per tile side from which window convolutions pay
+MAX_GATHERED_WORK = 0.5  # gather while the gathered work stays at or below this share of the canvas
+STRATEGIES = ("auto", "windows", "canvas")
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """One convolution at one resolution: input size, output pixels per tile side, k, s, d, p."""
+
+    size: tuple[int, int]
+    out_tile: int
+    kernel: int
+    stride: int
+    dilation: int
+    padding: int
 
 
 @dataclass
@@ -51,7 +63,7 @@ class SparseContext:
     tile_mask: torch.Tensor | None
     strategy: str = "auto"
     accounting: Accounting = field(default_factory=Accounting)
-    _windows: dict = field(default_factory=dict, repr=False)
+    _indices: dict = field(default_factory=dict, repr=False)
     _raw_input: torch.Tensor | None = field(default=None, repr=False)
 
     @property
@@ -102,55 +114,60 @@ class SparseContext:
         if in_index is not None:
             weight = weight.index_select(1, in_index)
         conv = unit.conv
-        stride, dilation, padding = conv.stride[0], conv.dilation[0], conv.padding[0]
-        kernel = weight.shape[-1]
-        out_tile = x.shape[-2] // stride // self.grid[0]
-        if self.all_active or not self._gather_pays(out_tile, kernel, stride, dilation):
-            return self._on_canvas(unit, x, weight, bias, stride, padding, dilation)
-        windows = gather_windows(x, self._window_index(x.shape[-2:], out_tile, kernel, stride, dilation, padding))
-        y = unit.activation(F.conv2d(windows, weight.contiguous(memory_format=torch.channels_last), bias, stride, 0,
-                                     dilation))
-        self.accounting.macs += y.shape[0] * y.shape[-2] * y.shape[-1] * weight.numel()
-        self.accounting.gathered_bytes += windows.numel() * windows.element_size()
+        geometry = Geometry(tuple(x.shape[-2:]), x.shape[-2] // conv.stride[0] // self.grid[0], weight.shape[-1],
+                            conv.stride[0], conv.dilation[0], conv.padding[0])
+        method = "canvas" if self.all_active else self._method(geometry)
+        if method == "canvas":
+            return self._on_canvas(unit, x, weight, bias, geometry)
+        y = self._windows_conv(unit, x, weight, bias, geometry)
         if unit.shuffle > 1:
             y = F.pixel_shuffle(y, unit.shuffle)
         self.accounting.scattered_bytes += y.numel() * y.element_size()
         return scatter_tiles(y, self.rows, self.cols, self.grid)
 
-    def _window_index(self, size, out_tile: int, kernel: int, stride: int, dilation: int,
-                      padding: int) -> WindowIndex:
-        """Window indices for this geometry, computed once per sample and shared by layers alike."""
-        key = (tuple(size), out_tile, kernel, stride, dilation, padding)
-        if key not in self._windows:
-            self._windows[key] = window_index(self.rows, self.cols, self._grid_mask(), size=tuple(size),
-                                              out_tile=out_tile, kernel=kernel, stride=stride, dilation=dilation,
-                                              padding=padding)
-        return self._windows[key]
+    def _method(self, geometry: Geometry) -> str:
+        """How to run one layer: gather tile "windows" and convolve them, or convolve the "canvas".
 
-    def _grid_mask(self) -> torch.Tensor:
-        if self.tile_mask is None:
-            return torch.ones(self.grid, device=self.rows.device)
-        return self.tile_mask[0, 0]
-
-    def _gather_pays(self, out_tile: int, kernel: int, stride: int, dilation: int) -> bool:
-        """Gather active windows, or convolve the whole (channel-sliced) canvas and re-mask?
-
-        Gathering computes f·(win / (t·s))² of the canvas work (f = active share, the second factor
-        the halo overhead) but pays a copy and runs convolutions on small windows, which CPUs and
-        GPUs do less efficiently; below 4-pixel tiles or above half the canvas work it loses.
+        Windows compute f·(win / (t·s))² of the canvas work (f = active share; the second factor
+        the halo overhead) but pay a gather, a scatter and convolutions on small images. Measured
+        on a 2-core CPU (benchmarks/sparse_speedup.py), they win only for tiles of 8 pixels and
+        up while that share stays at or below a quarter; otherwise the channel-sliced canvas
+        convolution (re-zeroing pruned tiles after it) is faster.
         """
         if self.strategy != "auto":
-            return self.strategy == "gather"
+            return self.strategy
+        if geometry.out_tile < WINDOW_MIN_TILE:
+            return "canvas"
         active = self.rows.numel() / (self.grid[0] * self.grid[1])
-        halo = (window_size(out_tile, kernel, stride, dilation) / (out_tile * stride)) ** 2
-        return out_tile >= GATHER_MIN_TILE and active * halo <= GATHER_MAX_WORK
+        halo = (window_size(geometry.out_tile, geometry.kernel, geometry.stride, geometry.dilation)
+                / (geometry.out_tile * geometry.stride)) ** 2
+        return "windows" if active * halo <= MAX_GATHERED_WORK else "canvas"
 
-    def _on_canvas(self, unit, x, weight, bias, stride, padding, dilation) -> torch.Tensor:
+    def _window_index(self, geometry: Geometry) -> WindowIndex:
+        """Window indices for this geometry, computed once per sample and shared by layers alike."""
+        if geometry not in self._indices:
+            grid_mask = self.tile_mask[0, 0] if self.tile_mask is not None else torch.ones(
+                self.grid, device=self.rows.device)
+            self._indices[geometry] = window_index(self.rows, self.cols, grid_mask, size=geometry.size,
+                                         out_tile=geometry.out_tile, kernel=geometry.kernel, stride=geometry.stride,
+                                         dilation=geometry.dilation, padding=geometry.padding)
+        return self._indices[geometry]
+
+    def _windows_conv(self, unit, x, weight, bias, geometry: Geometry) -> torch.Tensor:
+        """Padding-0 convolution over the gathered windows → (N, C_out, t, t)."""
+        windows = gather_windows(x, self._window_index(geometry))
+        y = F.conv2d(windows, weight.contiguous(memory_format=torch.channels_last), bias, geometry.stride, 0,
+                     geometry.dilation)
+        self.accounting.macs += y.shape[0] * y.shape[-2] * y.shape[-1] * weight.numel()
+        self.accounting.gathered_bytes += windows.numel() * windows.element_size()
+        return unit.activation(y)
+
+    def _on_canvas(self, unit, x, weight, bias, geometry: Geometry) -> torch.Tensor:
         """Channel-sliced convolution over the whole canvas; pruned tiles re-zeroed afterwards."""
         if x is self._raw_input and not self.all_active:
             x = self.zero_pruned(x)
-        y = unit.activation(F.conv2d(x, weight.contiguous(memory_format=torch.channels_last), bias, stride,
-                                     padding, dilation))
+        y = unit.activation(F.conv2d(x, weight.contiguous(memory_format=torch.channels_last), bias,
+                                     geometry.stride, geometry.padding, geometry.dilation))
         self.accounting.macs += y.shape[-2] * y.shape[-1] * weight.numel()
         if unit.shuffle > 1:
             y = F.pixel_shuffle(y, unit.shuffle)
@@ -175,7 +192,7 @@ class SparseEngine:
     BatchNorm is folded once at construction; the model must not change afterwards (build a
     new engine after loading other weights). ``strategy``: "auto" picks per layer between
     gathering active windows and convolving the channel-sliced canvas (see
-    ``SparseContext._gather_pays``); "gather" / "canvas" force one (tests, benchmarks).
+    ``SparseContext._method``); "windows" / "canvas" force one (tests, benchmarks).
     """
 
     def __init__(self, model: DynaPruner, *, strategy: str = "auto") -> None:
@@ -193,8 +210,7 @@ class SparseEngine:
         masks = get_policy(policy)(MaskRequest(
             importance_map, unit_importance, data_sparsity, model_sparsity, model.tile_size,
             model.backbone.groups, model.thresholds, model.static_gates(), model.gate_mode))
-        inputs = torch.cat([frames.flatten(1, 2), fallback.flatten(1, 2)], dim=1).contiguous(
-            memory_format=torch.channels_last)
+        inputs = torch.cat([frames.flatten(1, 2), fallback.flatten(1, 2)], dim=1)
         forecasts, accounting = [], []
         for b in range(frames.shape[0]):
             ctx = self._context(masks, b, inputs.shape[-2:], inputs.device)

@@ -20,13 +20,23 @@ def window_size(out_tile: int, kernel: int, stride: int, dilation: int) -> int:
 class WindowIndex:
     """Where the active tiles' receptive fields lie in an input canvas.
 
-    rows (N, win, 1), cols (N, 1, win): clamped pixel indices; valid (N, win, win, 1): 1 inside
-    the image and on active tiles (0 = the conv's zero padding or a pruned neighbour).
+    rows, cols: clamped pixel indices that broadcast together; valid: 1 inside the image and on
+    active tiles (0 = the conv's zero padding or a pruned neighbour), with a trailing channel axis.
     """
 
     rows: torch.Tensor
     cols: torch.Tensor
     valid: torch.Tensor
+
+
+def _valid(rows: torch.Tensor, cols: torch.Tensor, size: tuple[int, int], tile_mask: torch.Tensor
+           ) -> torch.Tensor:
+    """1 where broadcast pixel indices (rows, cols) fall inside the image and on an active tile."""
+    height, width = size
+    inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
+    tile_h, tile_w = height // tile_mask.shape[0], width // tile_mask.shape[1]
+    active = tile_mask[rows.clamp(0, height - 1) // tile_h, cols.clamp(0, width - 1) // tile_w] > 0
+    return (inside & active)[..., None].to(tile_mask.dtype)
 
 
 def window_index(tile_rows: torch.Tensor, tile_cols: torch.Tensor, tile_mask: torch.Tensor, *, size: tuple[int, int],
@@ -35,23 +45,22 @@ def window_index(tile_rows: torch.Tensor, tile_cols: torch.Tensor, tile_mask: to
 
     tile_mask : (Ht, Wt) {0, 1}, the active tiles (so halos reaching into pruned tiles read zero).
     """
-    height, width = size
     win, step = window_size(out_tile, kernel, stride, dilation), out_tile * stride
     offsets = torch.arange(win, device=tile_rows.device)
-    rows = tile_rows[:, None] * step - padding + offsets          # (N, win)
-    cols = tile_cols[:, None] * step - padding + offsets
-    inside = ((rows >= 0) & (rows < height))[:, :, None] & ((cols >= 0) & (cols < width))[:, None, :]
-    rows, cols = rows.clamp(0, height - 1), cols.clamp(0, width - 1)
-    tile_h, tile_w = height // tile_mask.shape[0], width // tile_mask.shape[1]
-    active = tile_mask[(rows // tile_h)[:, :, None], (cols // tile_w)[:, None, :]] > 0
-    return WindowIndex(rows[:, :, None], cols[:, None, :], (inside & active)[..., None].to(tile_mask.dtype))
+    rows = (tile_rows[:, None] * step - padding + offsets)[:, :, None]          # (N, win, 1)
+    cols = (tile_cols[:, None] * step - padding + offsets)[:, None, :]          # (N, 1, win)
+    valid = _valid(rows, cols, size, tile_mask)
+    return WindowIndex(rows.clamp(0, size[0] - 1), cols.clamp(0, size[1] - 1), valid)
+
+
+def gather(canvas: torch.Tensor, index: WindowIndex) -> torch.Tensor:
+    """(1, C, h, w) canvas → (*index shape, C), zero where invalid."""
+    return canvas[0].permute(1, 2, 0)[index.rows, index.cols] * index.valid
 
 
 def gather_windows(canvas: torch.Tensor, index: WindowIndex) -> torch.Tensor:
     """(1, C, h, w) canvas → (N, C, win, win) windows in channels_last memory, zero where invalid."""
-    pixels = canvas[0].permute(1, 2, 0)                            # (h, w, C) view
-    windows = pixels[index.rows, index.cols] * index.valid         # (N, win, win, C)
-    return windows.permute(0, 3, 1, 2)
+    return gather(canvas, index).permute(0, 3, 1, 2)
 
 
 def scatter_tiles(values: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:

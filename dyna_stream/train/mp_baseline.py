@@ -15,8 +15,8 @@ log = logging.getLogger(__name__)
 
 def prune_and_finetune(dense_path: str | Path, reference_path: str | Path, *, sparsity: float, steps: int,
                        lr: float, out_dir: str | Path, data_root: str | None = None, progress: bool = True) -> Path:
-    """Prune ``dense_path`` to the backbone MACs the reference executes at sd = sw = ``sparsity``
-    (measured on the first validation window at the padded data grid), then fine-tune."""
+    """Prune ``dense_path`` to the backbone MACs of the reference's kept tiles and channels at
+    sd = sw = ``sparsity`` (first validation window, padded data grid), then fine-tune."""
     dense, reference = load_checkpoint(dense_path), load_checkpoint(reference_path)
     if dense.dataset != reference.dataset:
         raise ValueError(f"dense model is for {dense.dataset}, reference for {reference.dataset}")
@@ -26,7 +26,8 @@ def prune_and_finetune(dense_path: str | Path, reference_path: str | Path, *, sp
         "train": dense.config.train.model_copy(update=overrides),
         "data": dense.config.data.model_copy(update={"root": data_root or dense.config.data.root})})
     data = prepare_data(config, dense.model.tile_size)
-    target = next(model_forecasts(reference, data.val, Operating("dyna", sparsity, sparsity), indices=[0])).macs
+    operating = Operating("dyna", sparsity, sparsity, engine="masked")   # kept MACs, independent of the engine
+    target = next(model_forecasts(reference, data.val, operating, indices=[0])).macs
     height, width = data.val[0]["frames"].shape[-2:]
     gates = l1_gates_for_budget(dense.model, target, height, width)
     dense.model.set_static_gates(gates)
