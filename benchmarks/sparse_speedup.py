@@ -24,8 +24,6 @@ from dyna_stream.data.windows import model_input
 from dyna_stream.extrapolation import get_extrapolator
 from dyna_stream.model.checkpoint import load_checkpoint
 from dyna_stream.model.context import MaskContext
-from dyna_stream.model.generator import summarise
-from dyna_stream.model.policies import MaskRequest, get_policy
 from dyna_stream.sparse import SparseEngine
 
 SPARSITIES = (0.3, 0.5, 0.7, 0.9)
@@ -104,12 +102,8 @@ def main() -> None:
             except Exception as exc:  # compile needs a toolchain; the eager number still stands
                 compile_note = {"error": f"{type(exc).__name__}: {exc}"[:300]}
 
-        def select_masks(sparsity: float) -> MaskContext:
-            importance_map, unit_importance = model.generator(summarise(frames, fallback))
-            return get_policy("dyna")(MaskRequest(importance_map, unit_importance, sparsity, sparsity,
-                                                  model.tile_size, model.backbone.groups, model.thresholds,
-                                                  model.static_gates(), model.gate_mode))
-        candidates["mask generator"] = lambda: select_masks(0.7)
+        candidates["mask generator"] = lambda: model.select_masks(frames, fallback, data_sparsity=0.7,
+                                                                  model_sparsity=0.7)
         engine = SparseEngine(model, strategy=args.strategy)
         macs = {}
         for sparsity in SPARSITIES:

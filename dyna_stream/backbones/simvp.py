@@ -47,4 +47,4 @@ class SimVP(Backbone):
         for expand, reduce in zip(self.expand, self.reduce):
             z = z + reduce(expand(z, ctx), ctx)
         y = self.dec2(self.dec1(z, ctx), ctx)
-        return self.readout(self.dec3(torch.cat([y, skip], dim=1), ctx), ctx)
+        return self.readout(self.dec3(ctx.concat([y, skip]), ctx), ctx)

@@ -40,6 +40,10 @@ class MaskContext:
             features = features * gate[:, :, None, None]
         return features
 
+    def concat(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        """Channel concatenation of (B, C_i, h, w) features (the sparse engine defers it)."""
+        return torch.cat(parts, dim=1)
+
     def mask_input(self, inputs: torch.Tensor) -> torch.Tensor:
         """Zero the pruned tiles of the network input (B, C, H, W)."""
         return self.apply(inputs, None)

@@ -70,17 +70,23 @@ class DynaPruner(nn.Module):
         for name, gate in gates.items():
             getattr(self, f"static_gate_{name}").copy_(gate)
 
-    def forward(self, frames: torch.Tensor, fallback: torch.Tensor, *, data_sparsity: float = 0.0,
-                model_sparsity: float = 0.0, policy: str = "dyna") -> Prediction:
-        """frames (B, T_in, C, H, W), fallback (B, T_out, C, H, W), normalised; H, W multiples of tile_size."""
-        batch, _, _, height, width = frames.shape
+    def select_masks(self, frames: torch.Tensor, fallback: torch.Tensor, *, data_sparsity: float = 0.0,
+                     model_sparsity: float = 0.0, policy: str = "dyna"
+                     ) -> tuple[torch.Tensor, torch.Tensor, MaskContext]:
+        """Run the mask generator and the policy: S (B, 1, H, W), I (B, units) and the masks."""
         importance_map, unit_importance = self.generator(summarise(frames, fallback))
         masks = get_policy(policy)(MaskRequest(
             importance_map, unit_importance, data_sparsity, model_sparsity, self.tile_size,
             self.backbone.groups, self.thresholds, self.static_gates(), self.gate_mode))
-        inputs = torch.cat([frames.flatten(1, 2), fallback.flatten(1, 2)], dim=1)
-        correction = self.backbone(inputs, masks).reshape(batch, self.t_out, self.channels, height, width)
-        return Prediction(fallback + correction, importance_map, unit_importance, masks)
+        return importance_map, unit_importance, masks
+
+    def forward(self, frames: torch.Tensor, fallback: torch.Tensor, *, data_sparsity: float = 0.0,
+                model_sparsity: float = 0.0, policy: str = "dyna") -> Prediction:
+        """frames (B, T_in, C, H, W), fallback (B, T_out, C, H, W), normalised; H, W multiples of tile_size."""
+        importance_map, unit_importance, masks = self.select_masks(
+            frames, fallback, data_sparsity=data_sparsity, model_sparsity=model_sparsity, policy=policy)
+        correction = self.backbone(masks.concat([frames.flatten(1, 2), fallback.flatten(1, 2)]), masks)
+        return Prediction(fallback + correction.reshape(fallback.shape), importance_map, unit_importance, masks)
 
     def macs(self, prediction: Prediction) -> torch.Tensor:
         """Backbone MACs per sample (B,) for the kept tiles and channels of ``prediction``."""

@@ -17,8 +17,6 @@ import torch.nn.functional as F
 from ..backbones.layers import ConvUnit, Readout
 from ..model.context import MaskContext
 from ..model.dynapruner import DynaPruner
-from ..model.generator import summarise
-from ..model.policies import MaskRequest, get_policy
 from .folding import fold_batchnorm
 from .tiles import WindowIndex, gather_windows, scatter_tiles, window_index, window_size
 
@@ -37,6 +35,21 @@ class Geometry:
     stride: int
     dilation: int
     padding: int
+
+
+@dataclass(frozen=True)
+class Concat:
+    """Canvases to be read as one, concatenated along channels, (1, ΣC, h, w)."""
+
+    parts: tuple[torch.Tensor, ...]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        first = self.parts[0].shape
+        return (first[0], sum(p.shape[1] for p in self.parts), *first[2:])
+
+
+Canvas = torch.Tensor | Concat
 
 
 @dataclass
@@ -64,17 +77,21 @@ class SparseContext:
     strategy: str = "auto"
     accounting: Accounting = field(default_factory=Accounting)
     _indices: dict = field(default_factory=dict, repr=False)
-    _raw_input: torch.Tensor | None = field(default=None, repr=False)
+    _raw_input: Canvas | None = field(default=None, repr=False)
 
     @property
     def all_active(self) -> bool:
         return self.rows.numel() == self.grid[0] * self.grid[1]
 
-    def mask_input(self, inputs: torch.Tensor) -> torch.Tensor:
+    def mask_input(self, inputs: Canvas) -> Canvas:
         """The network input stays unmasked: gathers zero pruned neighbours themselves, and a layer
         that convolves the whole canvas masks this input first (see ``_on_canvas``)."""
         self._raw_input = inputs
         return inputs
+
+    def concat(self, parts: list[torch.Tensor]) -> Concat:
+        """Channel concatenation, deferred: gathers read each part, so full canvases are never copied."""
+        return Concat(tuple(parts))
 
     def zero_pruned(self, canvas: torch.Tensor) -> torch.Tensor:
         """Zero the pruned tiles of a (1, C, h, w) canvas; returns channels_last memory."""
@@ -106,9 +123,9 @@ class SparseContext:
         r2 = unit.shuffle**2
         return (kept[:, None] * r2 + torch.arange(r2, device=device)).flatten()
 
-    def conv_unit(self, unit: ConvUnit | Readout, x: torch.Tensor) -> torch.Tensor:
+    def conv_unit(self, unit: ConvUnit | Readout, x: Canvas) -> torch.Tensor:
         weight, bias = self.weights[id(unit)]
-        in_index, out_index = self._input_index(unit, x.device), self._output_index(unit, x.device)
+        in_index, out_index = self._input_index(unit, self.rows.device), self._output_index(unit, self.rows.device)
         if out_index is not None:
             weight, bias = weight.index_select(0, out_index), bias.index_select(0, out_index)
         if in_index is not None:
@@ -155,7 +172,10 @@ class SparseContext:
 
     def _windows_conv(self, unit, x, weight, bias, geometry: Geometry) -> torch.Tensor:
         """Padding-0 convolution over the gathered windows → (N, C_out, t, t)."""
-        windows = gather_windows(x, self._window_index(geometry))
+        index = self._window_index(geometry)
+        parts = x.parts if isinstance(x, Concat) else (x,)
+        windows = torch.cat([gather_windows(part, index) for part in parts], dim=1) if len(parts) > 1 else \
+            gather_windows(parts[0], index)
         y = F.conv2d(windows, weight.contiguous(memory_format=torch.channels_last), bias, geometry.stride, 0,
                      geometry.dilation)
         self.accounting.macs += y.shape[0] * y.shape[-2] * y.shape[-1] * weight.numel()
@@ -164,7 +184,10 @@ class SparseContext:
 
     def _on_canvas(self, unit, x, weight, bias, geometry: Geometry) -> torch.Tensor:
         """Channel-sliced convolution over the whole canvas; pruned tiles re-zeroed afterwards."""
-        if x is self._raw_input and not self.all_active:
+        raw = x is self._raw_input
+        if isinstance(x, Concat):
+            x = torch.cat(x.parts, dim=1)
+        if raw and not self.all_active:
             x = self.zero_pruned(x)
         y = unit.activation(F.conv2d(x, weight.contiguous(memory_format=torch.channels_last), bias,
                                      geometry.stride, geometry.padding, geometry.dilation))
@@ -206,16 +229,15 @@ class SparseEngine:
                  model_sparsity: float = 0.0, policy: str = "dyna") -> SparseResult:
         """frames (B, T_in, C, H, W), fallback (B, T_out, C, H, W), normalised; H, W multiples of the tile."""
         model = self.model
-        importance_map, unit_importance = model.generator(summarise(frames, fallback))
-        masks = get_policy(policy)(MaskRequest(
-            importance_map, unit_importance, data_sparsity, model_sparsity, model.tile_size,
-            model.backbone.groups, model.thresholds, model.static_gates(), model.gate_mode))
-        inputs = torch.cat([frames.flatten(1, 2), fallback.flatten(1, 2)], dim=1)
+        importance_map, _, masks = model.select_masks(frames, fallback, data_sparsity=data_sparsity,
+                                                      model_sparsity=model_sparsity, policy=policy)
+        size = frames.shape[-2:]
         forecasts, accounting = [], []
         for b in range(frames.shape[0]):
-            ctx = self._context(masks, b, inputs.shape[-2:], inputs.device)
-            correction = model.backbone(inputs[b:b + 1], ctx)
-            forecasts.append(correction.reshape(1, model.t_out, model.channels, *inputs.shape[-2:]))
+            ctx = self._context(masks, b, size, frames.device)
+            inputs = ctx.concat([frames[b:b + 1].flatten(1, 2), fallback[b:b + 1].flatten(1, 2)])
+            correction = model.backbone(inputs, ctx)
+            forecasts.append(correction.reshape(1, model.t_out, model.channels, *size))
             accounting.append(ctx.accounting)
         return SparseResult(fallback + torch.cat(forecasts), importance_map, masks, accounting)
 
