@@ -18,10 +18,10 @@ from ..backbones.layers import ConvUnit, Readout
 from ..model.context import MaskContext
 from ..model.dynapruner import DynaPruner
 from .folding import fold_batchnorm
-from .tiles import WindowIndex, gather_windows, scatter_tiles, window_index, window_size
+from .tiles import WindowIndex, add_tiles, gather_windows, scatter_tiles, window_index
 
-WINDOW_MIN_TILE = 8      # output pixels per tile side from which window convolutions pay
-MAX_GATHERED_WORK = 0.5  # gather while the gathered work stays at or below this share of the canvas
+WINDOW_MIN_TILE = 4      # output pixels per tile side from which window convolutions can pay
+WINDOW_MAX_ACTIVE = 0.4  # gather windows while at most this share of the tiles is active
 STRATEGIES = ("auto", "windows", "canvas")
 
 
@@ -49,7 +49,38 @@ class Concat:
         return (first[0], sum(p.shape[1] for p in self.parts), *first[2:])
 
 
-Canvas = torch.Tensor | Concat
+class TileResult:
+    """A layer's output still as tile results (N, C, t, t) of the active tiles; scattered onto a
+    canvas (1, C, Ht·t, Wt·t) only when a consumer needs one. A pointwise consumer on the same
+    tiles reads the values directly, and two results on the same tiles add without a canvas."""
+
+    def __init__(self, values: torch.Tensor, ctx: SparseContext) -> None:
+        self.values, self.ctx, self._canvas = values, ctx, None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        _, channels, tile, _ = self.values.shape
+        return (1, channels, self.ctx.grid[0] * tile, self.ctx.grid[1] * tile)
+
+    def canvas(self) -> torch.Tensor:
+        if self._canvas is None:
+            self.ctx.accounting.scattered_bytes += self.values.numel() * self.values.element_size()
+            self._canvas = scatter_tiles(self.values, self.ctx.rows, self.ctx.cols, self.ctx.grid)
+        return self._canvas
+
+    def __add__(self, other: TileResult | torch.Tensor) -> TileResult | torch.Tensor:
+        if isinstance(other, TileResult):
+            return TileResult(self.values + other.values, self.ctx)
+        return self.canvas() + other
+
+    __radd__ = __add__
+
+
+def as_canvas(x: torch.Tensor | TileResult) -> torch.Tensor:
+    return x.canvas() if isinstance(x, TileResult) else x
+
+
+Canvas = torch.Tensor | Concat | TileResult
 
 
 @dataclass
@@ -75,6 +106,7 @@ class SparseContext:
     weights: dict[int, tuple[torch.Tensor, torch.Tensor]]
     tile_mask: torch.Tensor | None
     strategy: str = "auto"
+    base: torch.Tensor | None = None
     accounting: Accounting = field(default_factory=Accounting)
     _indices: dict = field(default_factory=dict, repr=False)
     _raw_input: Canvas | None = field(default=None, repr=False)
@@ -137,28 +169,37 @@ class SparseContext:
         if method == "canvas":
             return self._on_canvas(unit, x, weight, bias, geometry)
         y = self._windows_conv(unit, x, weight, bias, geometry)
-        if unit.shuffle > 1:
-            y = F.pixel_shuffle(y, unit.shuffle)
+        return TileResult(F.pixel_shuffle(y, unit.shuffle) if unit.shuffle > 1 else y, self)
+
+    def readout(self, unit: Readout, x: Canvas) -> torch.Tensor:
+        """The forecast itself: the readout's tiles added onto the fallback (``base``), so pruned
+        tiles take the fallback without a zero canvas or a full-size addition."""
+        if self.base is None:
+            return as_canvas(self.conv_unit(unit, x))
+        weight, bias = self.weights[id(unit)]
+        in_index = self._input_index(unit, self.rows.device)
+        if in_index is not None:
+            weight = weight.index_select(1, in_index)
+        geometry = Geometry(tuple(x.shape[-2:]), x.shape[-2] // self.grid[0], 1, 1, 1, 0)
+        if self.all_active or self._method(geometry) == "canvas":
+            return self.base + self._on_canvas(unit, x, weight, bias, geometry)
+        y = self._windows_conv(unit, x, weight, bias, geometry)
         self.accounting.scattered_bytes += y.numel() * y.element_size()
-        return scatter_tiles(y, self.rows, self.cols, self.grid)
+        return add_tiles(self.base, y, self.rows, self.cols, self.grid)
 
     def _method(self, geometry: Geometry) -> str:
         """How to run one layer: gather tile "windows" and convolve them, or convolve the "canvas".
 
-        Windows compute f·(win / (t·s))² of the canvas work (f = active share; the second factor
-        the halo overhead) but pay a gather, a scatter and convolutions on small images. Measured
-        on a 2-core CPU (benchmarks/sparse_speedup.py), they win only for tiles of 8 pixels and
-        up while that share stays at or below a quarter; otherwise the channel-sliced canvas
-        convolution (re-zeroing pruned tiles after it) is faster.
+        Windows compute only the active share f of the canvas work (plus halos) but pay gathers and
+        convolutions on small images; the channel-sliced canvas convolution (re-zeroing pruned
+        tiles after it) does all the spatial work at full efficiency. Measured on a 2-core CPU
+        (benchmarks/sparse_speedup.py) windows win once f ≤ 0.4, at every resolution whose tiles
+        have 4 pixels or more.
         """
         if self.strategy != "auto":
             return self.strategy
-        if geometry.out_tile < WINDOW_MIN_TILE:
-            return "canvas"
         active = self.rows.numel() / (self.grid[0] * self.grid[1])
-        halo = (window_size(geometry.out_tile, geometry.kernel, geometry.stride, geometry.dilation)
-                / (geometry.out_tile * geometry.stride)) ** 2
-        return "windows" if active * halo <= MAX_GATHERED_WORK else "canvas"
+        return "windows" if geometry.out_tile >= WINDOW_MIN_TILE and active <= WINDOW_MAX_ACTIVE else "canvas"
 
     def _window_index(self, geometry: Geometry) -> WindowIndex:
         """Window indices for this geometry, computed once per sample and shared by layers alike."""
@@ -172,21 +213,29 @@ class SparseContext:
 
     def _windows_conv(self, unit, x, weight, bias, geometry: Geometry) -> torch.Tensor:
         """Padding-0 convolution over the gathered windows → (N, C_out, t, t)."""
-        index = self._window_index(geometry)
         parts = x.parts if isinstance(x, Concat) else (x,)
-        windows = torch.cat([gather_windows(part, index) for part in parts], dim=1) if len(parts) > 1 else \
-            gather_windows(parts[0], index)
+        pieces = [self._windows_of(part, geometry) for part in parts]
+        windows = torch.cat(pieces, dim=1) if len(pieces) > 1 else pieces[0]
         y = F.conv2d(windows, weight.contiguous(memory_format=torch.channels_last), bias, geometry.stride, 0,
                      geometry.dilation)
         self.accounting.macs += y.shape[0] * y.shape[-2] * y.shape[-1] * weight.numel()
         self.accounting.gathered_bytes += windows.numel() * windows.element_size()
         return unit.activation(y)
 
+    def _windows_of(self, part: torch.Tensor | TileResult, geometry: Geometry) -> torch.Tensor:
+        """One input's windows (N, C, win, win): a pointwise layer on the same tiles reads tile
+        results as they are; everything else gathers from the canvas."""
+        pointwise = geometry.kernel == 1 and geometry.stride == 1
+        if isinstance(part, TileResult) and pointwise and part.values.shape[-1] == geometry.out_tile:
+            return part.values
+        return gather_windows(as_canvas(part), self._window_index(geometry))
+
     def _on_canvas(self, unit, x, weight, bias, geometry: Geometry) -> torch.Tensor:
         """Channel-sliced convolution over the whole canvas; pruned tiles re-zeroed afterwards."""
         raw = x is self._raw_input
         if isinstance(x, Concat):
-            x = torch.cat(x.parts, dim=1)
+            x = torch.cat([as_canvas(part) for part in x.parts], dim=1)
+        x = as_canvas(x)
         if raw and not self.all_active:
             x = self.zero_pruned(x)
         y = unit.activation(F.conv2d(x, weight.contiguous(memory_format=torch.channels_last), bias,
@@ -196,7 +245,6 @@ class SparseContext:
             y = F.pixel_shuffle(y, unit.shuffle)
         return y if self.all_active else self.zero_pruned(y)
 
-    readout = conv_unit
 
 
 @dataclass
@@ -235,11 +283,13 @@ class SparseEngine:
         forecasts, accounting = [], []
         for b in range(frames.shape[0]):
             ctx = self._context(masks, b, size, frames.device)
-            inputs = ctx.concat([frames[b:b + 1].flatten(1, 2), fallback[b:b + 1].flatten(1, 2)])
-            correction = model.backbone(inputs, ctx)
-            forecasts.append(correction.reshape(1, model.t_out, model.channels, *size))
+            ctx.base = fallback[b:b + 1].flatten(1, 2).contiguous(memory_format=torch.channels_last)
+            inputs = ctx.concat([frames[b:b + 1].flatten(1, 2).contiguous(memory_format=torch.channels_last),
+                                 ctx.base])
+            forecast = model.backbone(inputs, ctx)       # the readout adds its tiles onto the fallback
+            forecasts.append(forecast.reshape(1, model.t_out, model.channels, *size))
             accounting.append(ctx.accounting)
-        return SparseResult(fallback + torch.cat(forecasts), importance_map, masks, accounting)
+        return SparseResult(torch.cat(forecasts), importance_map, masks, accounting)
 
     def _context(self, masks: MaskContext, b: int, size: torch.Size, device: torch.device) -> SparseContext:
         tile = self.model.tile_size
