@@ -18,7 +18,7 @@ from ..backbones.layers import ConvUnit, Readout
 from ..model.context import MaskContext
 from ..model.dynapruner import DynaPruner
 from .folding import fold_batchnorm
-from .tiles import WindowIndex, add_tiles, gather_windows, scatter_tiles, window_index
+from .tiles import WindowIndex, add_tiles_, gather_windows, scatter_tiles, window_index
 
 WINDOW_MIN_TILE = 4      # output pixels per tile side from which window convolutions can pay
 WINDOW_MAX_ACTIVE = 0.4  # gather windows while at most this share of the tiles is active
@@ -136,20 +136,21 @@ class SparseContext:
         masked = tiles * self.tile_mask.view(1, rows, 1, cols, 1, 1)
         return masked.view(batch, height, width, channels).permute(0, 3, 1, 2)
 
-    def _channels(self, group: str | None, total: int, device: torch.device) -> torch.Tensor | None:
-        return self.kept.get(group) if group is not None else None
-
     def _input_index(self, unit: ConvUnit | Readout, device: torch.device) -> torch.Tensor | None:
-        parts, offset, sliced = [], 0, False
-        for source in unit.sources:
-            kept = self._channels(source.group, source.channels, device)
-            sliced |= kept is not None
-            parts.append((kept if kept is not None else torch.arange(source.channels, device=device)) + offset)
+        """Kept input channels of ``unit`` in its concatenated input, or None when nothing is pruned."""
+        kept = [self.kept.get(source.group) if source.group is not None else None for source in unit.sources]
+        if all(k is None for k in kept):
+            return None
+        if len(kept) == 1:
+            return kept[0]
+        parts, offset = [], 0
+        for source, k in zip(unit.sources, kept):
+            parts.append((k if k is not None else torch.arange(source.channels, device=device)) + offset)
             offset += source.channels
-        return torch.cat(parts) if sliced else None
+        return torch.cat(parts)
 
     def _output_index(self, unit: ConvUnit | Readout, device: torch.device) -> torch.Tensor | None:
-        kept = self._channels(unit.group, unit.cout, device)
+        kept = self.kept.get(unit.group) if unit.group is not None else None
         if kept is None:
             return None
         r2 = unit.shuffle**2
@@ -172,8 +173,9 @@ class SparseContext:
         return TileResult(F.pixel_shuffle(y, unit.shuffle) if unit.shuffle > 1 else y, self)
 
     def readout(self, unit: Readout, x: Canvas) -> torch.Tensor:
-        """The forecast itself: the readout's tiles added onto the fallback (``base``), so pruned
-        tiles take the fallback without a zero canvas or a full-size addition."""
+        """The forecast itself: the readout's tiles added onto the fallback (``base``, a copy the
+        context owns; written in place), so pruned tiles take the fallback without a zero canvas or
+        a full-size addition."""
         if self.base is None:
             return as_canvas(self.conv_unit(unit, x))
         weight, bias = self.weights[id(unit)]
@@ -185,7 +187,7 @@ class SparseContext:
             return self.base + self._on_canvas(unit, x, weight, bias, geometry)
         y = self._windows_conv(unit, x, weight, bias, geometry)
         self.accounting.scattered_bytes += y.numel() * y.element_size()
-        return add_tiles(self.base, y, self.rows, self.cols, self.grid)
+        return add_tiles_(self.base, y, self.rows, self.cols, self.grid)
 
     def _method(self, geometry: Geometry) -> str:
         """How to run one layer: gather tile "windows" and convolve them, or convolve the "canvas".
@@ -283,7 +285,7 @@ class SparseEngine:
         forecasts, accounting = [], []
         for b in range(frames.shape[0]):
             ctx = self._context(masks, b, size, frames.device)
-            ctx.base = fallback[b:b + 1].flatten(1, 2).contiguous(memory_format=torch.channels_last)
+            ctx.base = fallback[b:b + 1].flatten(1, 2).clone(memory_format=torch.channels_last)
             inputs = ctx.concat([frames[b:b + 1].flatten(1, 2).contiguous(memory_format=torch.channels_last),
                                  ctx.base])
             forecast = model.backbone(inputs, ctx)       # the readout adds its tiles onto the fallback

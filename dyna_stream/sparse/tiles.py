@@ -72,15 +72,14 @@ def scatter_tiles(values: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, 
     return canvas.permute(0, 3, 1, 2)
 
 
-def add_tiles(base: torch.Tensor, values: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
-              grid: tuple[int, int]) -> torch.Tensor:
-    """A copy of the channels_last ``base`` (1, C, Ht·t, Wt·t) with tile results (N, C, t, t) added on
-    the active tiles."""
-    out = base.contiguous(memory_format=torch.channels_last).clone(memory_format=torch.channels_last)
-    channels, tile = out.shape[1], values.shape[-1]
-    tiles = out[0].permute(1, 2, 0).view(grid[0], tile, grid[1], tile, channels).permute(0, 2, 1, 3, 4)
+def add_tiles_(base: torch.Tensor, values: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
+               grid: tuple[int, int]) -> torch.Tensor:
+    """Add tile results (N, C, t, t) onto the active tiles of ``base`` (1, C, Ht·t, Wt·t), a
+    channels_last tensor, in place; returns ``base``."""
+    channels, tile = base.shape[1], values.shape[-1]
+    tiles = base[0].permute(1, 2, 0).view(grid[0], tile, grid[1], tile, channels).permute(0, 2, 1, 3, 4)
     tiles.index_put_((rows, cols), values.permute(0, 2, 3, 1), accumulate=True)
-    return out
+    return base
 
 
 def take_tiles(canvas: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
