@@ -1,11 +1,13 @@
 """The sparse engine: each sample runs its own sub-network — only kept tiles, only kept channels.
 
-The backbone's own ``forward`` runs unchanged; what flows between its blocks is a compact
-canvas (1, C_kept, h, w) holding the kept channels only, zero outside the active tiles. Each
-block slices its BatchNorm-folded weights to the kept input/output channels, gathers the active
-tiles' receptive fields from its input canvas, runs a padding-0 convolution on that batch of
-windows and scatters the results onto a fresh canvas. With every tile active it runs the sliced
-convolution on the whole canvas instead (no gather). Batch 1 per call; larger batches loop.
+The backbone's own ``forward`` runs unchanged under a :class:`SparseContext`. What flows between
+its blocks holds the kept channels only: a channels_last canvas (1, C_kept, h, w), zero outside the
+active tiles, or the tile results themselves (:class:`TileResult`, scattered only when a consumer
+needs a canvas). Each block slices its BatchNorm-folded weights to the kept input/output channels
+and then either gathers the active tiles' receptive fields (halos included) and convolves that
+batch of windows with padding 0, or convolves the whole channel-sliced canvas and re-zeroes the
+pruned tiles, whichever is faster at the current active share (``SparseContext._method``). The
+readout adds its tiles onto the fallback forecast. Batch 1 per call; larger batches loop.
 """
 from __future__ import annotations
 
