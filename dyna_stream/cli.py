@@ -109,6 +109,60 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="node YAML (configs/node.yaml); default: built-in defaults")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a node option, e.g. --set operating.data_sparsity=0.5 (repeatable)")
+    parser.add_argument("--duration", type=float, help="stop after this many seconds (default: run until signalled)")
+
+
+@command("serve", "the streaming node: ZeroMQ frames in, forecasts and importance maps out")(_serve_args)
+def _serve(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from .config import NodeConfig, load_config
+    from .stream.node import Node
+
+    node = Node(load_config(args.config, args.overrides, schema=NodeConfig)).start()
+
+    def shutdown(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, shutdown)
+    if args.duration:
+        threading.Timer(args.duration, node.stop).start()
+    try:
+        node.run()
+    except KeyboardInterrupt:
+        log.info("shutting down")
+    finally:
+        node.stop()
+    return 0
+
+
+def _publish_args(parser: argparse.ArgumentParser) -> None:
+    from .assets import BUNDLED_SAMPLE
+
+    parser.add_argument("--input", default=str(BUNDLED_SAMPLE),
+                        help="folder of FMI radar files or an array file (default: the bundled radar sample)")
+    parser.add_argument("--variable", help="variable name inside --input")
+    parser.add_argument("--endpoint", default="tcp://127.0.0.1:5555", help="where to publish (bound by default)")
+    parser.add_argument("--connect", action="store_true", help="connect to --endpoint instead of binding it")
+    parser.add_argument("--rate", type=float, default=2.0, help="frames per second")
+    parser.add_argument("--loops", type=int, default=1, help="how many times to replay the input")
+    parser.add_argument("--frame-id", default="sensor")
+
+
+@command("publish", "edge publisher: replay frames of a file over ZeroMQ (no torch needed)")(_publish_args)
+def _publish(args: argparse.Namespace) -> int:
+    from .stream.publisher import publish_file
+
+    sent = publish_file(args.input, args.endpoint, variable=args.variable, rate_hz=args.rate, loops=args.loops,
+                        bind=not args.connect, frame_id=args.frame_id)
+    print(f"sent {sent} frames")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 

@@ -76,8 +76,9 @@ def _apply_override(tree: dict, override: str) -> None:
     node[leaf] = yaml.safe_load(raw)
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
-    """Read ``path`` (YAML; None: defaults), apply ``overrides``, validate."""
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+                schema: type[BaseModel] = RunConfig) -> Any:
+    """Read ``path`` (YAML; None: defaults), apply ``overrides``, validate against ``schema``."""
     tree: dict = {}
     if path is not None:
         path = Path(path)
@@ -88,10 +89,49 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML ({exc})") from None
         if not isinstance(tree, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping with data/model/train sections")
+            raise ConfigError(f"{path}: the top level must be a mapping of sections")
     for override in overrides:
         _apply_override(tree, override)
     try:
-        return RunConfig.model_validate(tree)
+        return schema.model_validate(tree)
     except ValidationError as exc:
         raise ConfigError(f"invalid configuration{f' in {path}' if path else ''}:\n{exc}") from None
+
+
+class InputConfig(_Strict):
+    endpoint: str = "tcp://127.0.0.1:5555"
+    bind: bool = Field(False, description="bind (the node listens) or connect (to an edge publisher)")
+    topic: str = "frame"
+    hwm: int = Field(8, ge=1)
+    max_payload_mb: float = Field(256.0, gt=0)
+
+
+class OutputConfig(_Strict):
+    endpoint: str = "tcp://127.0.0.1:5556"
+    bind: bool = True
+    hwm: int = Field(8, ge=1)
+    status_every: int = Field(10, ge=1, description="a status message every N forecasts")
+
+
+class BufferConfig(_Strict):
+    grid: tuple[int, int] | None = Field(None, description="model grid (H, W); null: the first frame's")
+    resize: bool = Field(False, description="resize frames on another grid (else reject them)")
+    period_s: float = Field(0.0, ge=0, description="expected frame spacing; 0 disables the gap check")
+    max_gap_periods: float = Field(2.5, gt=1)
+
+
+class OperatingConfig(_Strict):
+    data_sparsity: float = Field(0.7, ge=0, lt=1)
+    model_sparsity: float = Field(0.7, ge=0, lt=1)
+    policy: Literal["dyna", "dense", "random", "static"] = "dyna"
+    engine: Literal["sparse", "masked"] = "sparse"
+    threads: int | None = Field(2, ge=1)
+
+
+class NodeConfig(_Strict):
+    model: str | None = Field(None, description="checkpoint path; null: the bundled radar model")
+    input: InputConfig = Field(default_factory=InputConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    buffer: BufferConfig = Field(default_factory=BufferConfig)
+    operating: OperatingConfig = Field(default_factory=OperatingConfig)
+    log_every_s: float = Field(10.0, gt=0)

@@ -75,6 +75,10 @@ class Predictor:
         self._model_sparsity = _checked_sparsity("model sparsity sw", value)
 
     @property
+    def operating_point(self) -> dict[str, float | str]:
+        return {"data_sparsity": self.data_sparsity, "model_sparsity": self.model_sparsity, "policy": self.policy}
+
+    @property
     def t_in(self) -> int:
         return self.checkpoint.t_in
 

@@ -1,0 +1,86 @@
+"""Subscribe to a node's forecasts in a few lines.
+
+    from dyna_stream.stream.client import ForecastClient
+    with ForecastClient("tcp://127.0.0.1:5556") as client:
+        for update in client.updates(timeout_s=30):
+            print(update.seq, update.forecast.shape, update.importance.max())
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import zmq
+
+from .protocol import ProtocolError, decode
+from .zmq_transport import FORECAST_TOPIC, IMPORTANCE_TOPIC, STATUS_TOPIC
+
+
+@dataclass
+class Update:
+    """A forecast (T_out, C, H, W) and its importance map (H, W) with the node's metadata."""
+
+    seq: int
+    stamp_ns: int
+    frame_id: str
+    forecast: np.ndarray
+    importance: np.ndarray
+    units: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class ForecastClient:
+    """Pairs ``forecast`` and ``importance`` messages by sequence number; keeps the last status."""
+
+    def __init__(self, endpoint: str, *, context: zmq.Context | None = None) -> None:
+        self.context = context or zmq.Context.instance()
+        self.socket = self.context.socket(zmq.SUB)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        for topic in (FORECAST_TOPIC, IMPORTANCE_TOPIC, STATUS_TOPIC):
+            self.socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
+        self.socket.connect(endpoint)
+        self.status: dict[str, Any] = {}
+        self.malformed = 0
+
+    def updates(self, timeout_s: float = 10.0) -> Iterator[Update]:
+        """Yield complete updates until ``timeout_s`` passes without a message."""
+        halves: dict[int, dict[str, Any]] = {}
+        while self.socket.poll(int(timeout_s * 1000)):
+            try:
+                topic, message = decode(self.socket.recv_multipart())
+            except ProtocolError:
+                self.malformed += 1
+                continue
+            if topic == STATUS_TOPIC:
+                self.status = message.meta
+                continue
+            entry = halves.setdefault(message.seq, {})
+            entry[topic] = message
+            if len(entry) == 2:
+                del halves[message.seq]
+                forecast, importance = entry[FORECAST_TOPIC], entry[IMPORTANCE_TOPIC]
+                yield Update(message.seq, forecast.stamp_ns, forecast.frame_id, forecast.array.copy(),
+                             importance.array.copy(), forecast.units, forecast.meta)
+            for stale in [seq for seq in halves if seq < message.seq - 8]:
+                del halves[stale]
+
+    def wait_for(self, count: int, timeout_s: float = 30.0) -> list[Update]:
+        """The next ``count`` updates (fewer if ``timeout_s`` passes)."""
+        deadline, received = time.monotonic() + timeout_s, []
+        for update in self.updates(timeout_s=max(0.1, deadline - time.monotonic())):
+            received.append(update)
+            if len(received) == count or time.monotonic() > deadline:
+                break
+        return received
+
+    def close(self) -> None:
+        self.socket.close(0)
+
+    def __enter__(self) -> ForecastClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,105 @@
+"""ZeroMQ transport: a SUB source feeding a pipeline, a PUB sink publishing its results.
+
+Sockets bind or connect to 127.0.0.1 unless told otherwise; high-water marks bound every queue.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import zmq
+
+from .pipeline import Pipeline, StreamResult
+from .protocol import DEFAULT_MAX_PAYLOAD_BYTES, Message, ProtocolError, decode, encode
+
+log = logging.getLogger(__name__)
+FRAME_TOPIC, FORECAST_TOPIC, IMPORTANCE_TOPIC, STATUS_TOPIC = "frame", "forecast", "importance", "status"
+
+
+def _socket(context: zmq.Context, kind: int, endpoint: str, *, bind: bool, hwm: int) -> zmq.Socket:
+    socket = context.socket(kind)
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.setsockopt(zmq.SNDHWM if kind == zmq.PUB else zmq.RCVHWM, hwm)
+    (socket.bind if bind else socket.connect)(endpoint)
+    return socket
+
+
+class ZmqFrameSource:
+    """Receives [topic, header, payload] frame messages and submits them to a pipeline.
+
+    Malformed messages are counted per reason in ``pipeline.counts`` and dropped; warnings are
+    rate-limited to one per ``warn_every_s``.
+    """
+
+    def __init__(self, pipeline: Pipeline, endpoint: str, *, bind: bool = False, topic: str = FRAME_TOPIC,
+                 hwm: int = 8, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES, warn_every_s: float = 5.0,
+                 context: zmq.Context | None = None) -> None:
+        self.pipeline, self.topic, self.max_payload_bytes = pipeline, topic, max_payload_bytes
+        self.context = context or zmq.Context.instance()
+        self.socket = _socket(self.context, zmq.SUB, endpoint, bind=bind, hwm=hwm)
+        self.socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
+        self._warn_every_s, self._last_warning = warn_every_s, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="dyna_stream-zmq-source", daemon=True)
+
+    def start(self) -> ZmqFrameSource:
+        self._thread.start()
+        return self
+
+    def _drop(self, reason: str, detail: str) -> None:
+        self.pipeline.count_malformed(reason)
+        now = time.monotonic()
+        if now - self._last_warning >= self._warn_every_s:
+            self._last_warning = now
+            log.warning("dropped a malformed message (%s): %s", reason, detail)
+
+    def _run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.socket, zmq.POLLIN)
+        while not self._stop.is_set():
+            if not poller.poll(100):
+                continue
+            frames = self.socket.recv_multipart(copy=False)
+            received_ns = time.time_ns()
+            try:
+                topic, message = decode([f.buffer for f in frames], max_payload_bytes=self.max_payload_bytes)
+            except ProtocolError as exc:
+                self._drop("protocol", str(exc))
+                continue
+            if message.kind != "frame" or message.array is None:
+                self._drop("not_a_frame", f"kind {message.kind!r} on topic {topic!r}")
+                continue
+            self.pipeline.submit(message.array, message.stamp_ns, message.frame_id, received_ns)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(2.0)
+        self.socket.close(0)
+
+
+class ZmqResultSink:
+    """Publishes each result as a ``forecast`` and an ``importance`` message, plus ``status``
+    messages (pipeline counters, latency) every ``status_every`` results."""
+
+    def __init__(self, endpoint: str, *, bind: bool = True, hwm: int = 8, status_every: int = 10,
+                 context: zmq.Context | None = None) -> None:
+        self.context = context or zmq.Context.instance()
+        self.socket = _socket(self.context, zmq.PUB, endpoint, bind=bind, hwm=hwm)
+        self.status_every = status_every
+        self.status_source = None   # callable → dict, set by the node (pipeline.stats)
+
+    def publish(self, result: StreamResult) -> None:
+        meta = {"latency_ms": result.latency_ms, **result.info}
+        for topic, array in ((FORECAST_TOPIC, result.forecast), (IMPORTANCE_TOPIC, result.importance)):
+            message = Message(topic, result.seq, result.stamp_ns, result.frame_id, array,
+                              result.units if topic == FORECAST_TOPIC else "1", meta)
+            self.socket.send_multipart(encode(topic, message), copy=False)
+        if self.status_source is not None and result.seq % self.status_every == 0:
+            status = Message(STATUS_TOPIC, result.seq, result.stamp_ns, result.frame_id,
+                             meta={key: value for key, value in self.status_source().items()})
+            self.socket.send_multipart(encode(STATUS_TOPIC, status))
+
+    def close(self) -> None:
+        self.socket.close(0)

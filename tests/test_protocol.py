@@ -1,0 +1,68 @@
+"""Wire protocol v1: round trips, zero-copy decode, and every validation rule."""
+import msgpack
+import numpy as np
+import pytest
+
+from dyna_stream.stream.protocol import MAX_DIM, Message, ProtocolError, decode, encode
+
+
+def frames_of(array, **fields):
+    return encode("frame", Message("frame", 7, 1_700_000_000_000_000_000, "radar", array, "dBZ", fields))
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "int16", "float32", "float64"])
+def test_round_trip_is_exact_and_zero_copy(dtype):
+    array = (np.arange(2 * 3 * 4) % 200).astype(dtype).reshape(2, 3, 4)
+    wire = [bytes(f) if not isinstance(f, bytes) else f for f in frames_of(array, note="x")]
+    topic, message = decode(wire)
+    assert topic == "frame" and message.kind == "frame" and message.seq == 7 and message.frame_id == "radar"
+    assert message.units == "dBZ" and message.meta == {"note": "x"}
+    np.testing.assert_array_equal(message.array, array)
+    assert message.array.dtype == np.dtype(dtype) and not message.array.flags.writeable   # a view, not a copy
+
+
+def test_status_messages_carry_no_payload():
+    topic, message = decode(encode("status", Message("status", 1, 2, meta={"published": 3})))
+    assert message.array is None and message.meta == {"published": 3}
+
+
+def header(**fields):
+    base = {"v": 1, "kind": "frame", "seq": 0, "stamp_ns": 0, "shape": [2, 2], "dtype": "float32"}
+    base.update(fields)
+    return msgpack.packb({k: v for k, v in base.items() if v is not None})
+
+
+PAYLOAD = np.zeros((2, 2), np.float32).tobytes()
+
+
+@pytest.mark.parametrize("frames, reason", [
+    ([b"frame", header()], "expected 3 frames"),
+    ([b"\xff\xfe", header(), PAYLOAD], "UTF-8"),
+    ([b"frame", b"\xc1garbage", PAYLOAD], "not valid msgpack"),
+    ([b"frame", msgpack.packb([1, 2]), PAYLOAD], "must be a msgpack map"),
+    ([b"frame", header(v=2), PAYLOAD], "version 2 is not supported"),
+    ([b"frame", header(kind="video"), PAYLOAD], "kind must be one of"),
+    ([b"frame", header(seq="1"), PAYLOAD], "'seq' must be int"),
+    ([b"frame", header(stamp_ns=True), PAYLOAD], "'stamp_ns' must be int"),
+    ([b"frame", header(dtype="object"), PAYLOAD], "dtype 'object' is not accepted"),
+    ([b"frame", header(dtype="complex64"), PAYLOAD], "not accepted"),
+    ([b"frame", header(shape=[1, 1, 1, 1, 1]), PAYLOAD], "dimensions"),
+    ([b"frame", header(shape=[0, 4]), PAYLOAD], "dimensions"),
+    ([b"frame", header(shape=[MAX_DIM + 1, 1]), PAYLOAD], "dimensions"),
+    ([b"frame", header(shape=[2, 3]), PAYLOAD], "payload has 16 bytes"),
+    ([b"frame", header(shape=None, dtype=None), PAYLOAD], "payload without shape"),
+    ([b"frame", msgpack.packb({"v": 1, "pad": "x" * 70_000}), b""], "exceeds"),
+])
+def test_malformed_messages_are_refused_with_the_rule_they_break(frames, reason):
+    with pytest.raises(ProtocolError, match=reason):
+        decode(frames)
+
+
+def test_payload_size_limit_is_enforced_before_reading():
+    with pytest.raises(ProtocolError, match="exceeds the limit"):
+        decode([b"frame", header(shape=[4096, 4096]), b""], max_payload_bytes=2**20)
+
+
+def test_no_pickle_anywhere_on_the_wire():
+    with pytest.raises(ProtocolError, match="not sent"):
+        encode("frame", Message("frame", 0, 0, array=np.array([object()], dtype=object)))

@@ -1,0 +1,55 @@
+"""RingBuffer: order, policies for duplicates, reordering, gaps, foreign grids and NaN."""
+import numpy as np
+import pytest
+
+from dyna_stream.errors import DataError
+from dyna_stream.stream.ring_buffer import BufferPolicy, Push, RingBuffer
+
+SECOND = 1_000_000_000
+
+
+def test_keeps_the_latest_frames_in_order():
+    buffer = RingBuffer(3, 1, (2, 2))
+    for t in range(5):
+        assert buffer.push(np.full((2, 2), t, np.float32), t * SECOND) is Push.ACCEPTED
+    frames, stamps = buffer.window()
+    assert buffer.full and frames[:, 0, 0, 0].tolist() == [2, 3, 4] and stamps.tolist() == [2 * SECOND, 3 * SECOND,
+                                                                                              4 * SECOND]
+    frames[:] = -1                                     # the window is a copy
+    assert buffer.window()[0][0, 0, 0, 0] == 2
+
+
+def test_duplicates_and_late_frames_are_dropped():
+    buffer = RingBuffer(3, 1, (2, 2))
+    buffer.push(np.zeros((2, 2)), 10)
+    assert buffer.push(np.ones((2, 2)), 10) is Push.DUPLICATE
+    assert buffer.push(np.ones((2, 2)), 5) is Push.OUT_OF_ORDER
+    assert len(buffer) == 1 and buffer.window()[0].max() == 0
+
+
+def test_a_gap_restarts_the_window():
+    buffer = RingBuffer(3, 1, (2, 2), BufferPolicy(period_ns=SECOND, max_gap_periods=2.5))
+    for t in range(3):
+        buffer.push(np.zeros((2, 2)), t * SECOND)
+    assert buffer.push(np.zeros((2, 2)), 10 * SECOND) is Push.GAP_RESET
+    assert len(buffer) == 1 and not buffer.full
+
+
+def test_foreign_grids_are_resized_or_rejected_with_the_fix():
+    strict = RingBuffer(2, 1, (4, 6))
+    with pytest.raises(DataError, match="set stream.resize: true or publish 4×6 frames"):
+        strict.push(np.zeros((8, 12)), 0)
+    with pytest.raises(DataError, match="1 channel"):
+        strict.push(np.zeros((2, 4, 6)), 0)
+    lenient = RingBuffer(2, 1, (4, 6), BufferPolicy(resize=True))
+    assert lenient.push(np.ones((8, 12)) * 3, 0) is Push.RESIZED
+    np.testing.assert_allclose(lenient.window()[0][0, 0], 3.0)
+
+
+def test_grid_comes_from_the_first_frame_and_nan_is_refused():
+    buffer = RingBuffer(2, 1)
+    buffer.push(np.zeros((5, 7)), 0)
+    assert buffer.frame_shape == (1, 5, 7)
+    with pytest.raises(DataError, match="NaN"):
+        buffer.push(np.full((5, 7), np.nan), 1)
+    assert len(buffer) == 1

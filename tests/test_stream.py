@@ -1,0 +1,141 @@
+"""The streaming node end to end on loopback (ipc://), with real radar frames, and under bad input."""
+import subprocess
+import sys
+import threading
+import time
+from types import SimpleNamespace
+
+import msgpack
+import numpy as np
+import zmq
+
+from dyna_stream.assets import BUNDLED_MODEL, BUNDLED_SAMPLE
+from dyna_stream.config import NodeConfig, load_config
+from dyna_stream.data.registry import load_path
+from dyna_stream.model.checkpoint import load_checkpoint
+from dyna_stream.predictor import Predictor
+from dyna_stream.stream.client import ForecastClient
+from dyna_stream.stream.node import Node
+from dyna_stream.stream.pipeline import Pipeline
+from dyna_stream.stream.publisher import frame_stamps, replay
+from dyna_stream.stream.ring_buffer import RingBuffer
+
+from conftest import REPO
+
+
+def endpoints(tmp_path):
+    return f"ipc://{tmp_path}/frames", f"ipc://{tmp_path}/forecasts"
+
+
+def start_node(tmp_path, *overrides):
+    frames_in, forecasts_out = endpoints(tmp_path)
+    config = load_config(None, [f"input.endpoint={frames_in}", "input.bind=true", f"output.endpoint={forecasts_out}",
+                                "output.status_every=1", *overrides], schema=NodeConfig)
+    return Node(config, context=zmq.Context()).start(), frames_in, forecasts_out
+
+
+def test_real_radar_through_publisher_node_and_client_matches_offline(tmp_path):
+    node, frames_in, forecasts_out = start_node(tmp_path)
+    series = load_path(BUNDLED_SAMPLE)
+    client = ForecastClient(forecasts_out, context=zmq.Context())
+    try:
+        publisher = threading.Thread(target=replay, args=(series, frames_in),
+                                     kwargs={"rate_hz": 4.0, "bind": False, "warmup_s": 0.5})
+        publisher.start()
+        updates = client.wait_for(7, timeout_s=20)
+        publisher.join()
+    finally:
+        client.close()
+        node.stop()
+    assert len(updates) >= 3, node.pipeline.stats()
+    stats = node.pipeline.stats()
+    assert stats["received"] == 12 and stats["published"] + stats.get("windows_skipped", 0) == 7
+    assert client.status.get("published", 0) >= 1 and "latency_p50_ms" in client.status
+    offline = Predictor(load_checkpoint(BUNDLED_MODEL))
+    stamps = list(frame_stamps(series, 0))
+    for update in updates:
+        newest = stamps.index(update.stamp_ns)
+        expected = offline(series.values[newest - 5:newest + 1])
+        assert update.forecast.shape == (6, 1, 306, 190) and update.units == "dBZ"
+        np.testing.assert_allclose(update.forecast, expected.forecast, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(update.importance, expected.importance, rtol=0, atol=1e-6)
+        assert update.meta["data_sparsity"] == 0.7 and update.meta["latency_ms"] > 0
+
+
+def test_malformed_messages_are_counted_and_the_node_keeps_serving(tmp_path):
+    node, frames_in, forecasts_out = start_node(tmp_path, "buffer.grid=[32, 48]")
+    context = zmq.Context()
+    sender = context.socket(zmq.PUB)
+    sender.connect(frames_in)
+    client = ForecastClient(forecasts_out, context=context)
+    try:
+        time.sleep(0.5)
+        good_header = {"v": 1, "kind": "frame", "seq": 0, "stamp_ns": 0, "shape": [32, 48], "dtype": "float32"}
+        frame = np.full((32, 48), -32.0, np.float32)
+        bad = [[b"frame", b"\x00junk", b""],
+               [b"frame", msgpack.packb({**good_header, "dtype": "object"}), b""],
+               [b"frame", msgpack.packb(good_header), b"short"],
+               [b"frame", msgpack.packb({**good_header, "shape": [16, 16]}),
+                np.zeros((16, 16), np.float32).tobytes()],
+               [b"frame", msgpack.packb({**good_header, "stamp_ns": 5}), np.full((32, 48), np.nan, np.float32).tobytes()]]
+        for message in bad:
+            sender.send_multipart(message)
+        for t in range(7):
+            sender.send_multipart([b"frame", msgpack.packb({**good_header, "seq": t, "stamp_ns": (t + 1) * 10**9}),
+                                   frame.tobytes()])
+            time.sleep(0.05)
+        updates = client.wait_for(1, timeout_s=10)
+    finally:
+        client.close()
+        sender.close(0)
+        node.stop()
+    stats = node.pipeline.stats()
+    assert stats["malformed"] == 3 and stats["rejected"] == 2
+    assert len(updates) == 1 and updates[0].forecast.shape == (6, 1, 32, 48)
+
+
+def test_latest_window_semantics_skip_stale_windows_and_survive_failures():
+    calls = []
+
+    def slow_forecaster(frames):
+        calls.append(frames[-1, 0, 0, 0])
+        time.sleep(0.2)
+        if len(calls) == 1:
+            raise RuntimeError("transient failure")
+        return SimpleNamespace(forecast=frames[-1:], importance=frames[-1, 0], macs=0)
+
+    pipeline = Pipeline(slow_forecaster, RingBuffer(2, 1, (2, 2)), []).start()
+    for burst in (range(0, 4), range(4, 10)):
+        for t in burst:
+            pipeline.submit(np.full((2, 2), t, np.float32), t)
+        time.sleep(0.5)
+    pipeline.stop()
+    stats = pipeline.stats()
+    assert stats["inference_errors"] == 1 and stats["published"] >= 1
+    assert stats["windows_skipped"] >= 4 and calls[-1] == 9       # the newest window always wins
+
+
+def test_edge_publisher_does_not_import_torch():
+    code = ("import sys; from dyna_stream.cli import build_parser; import dyna_stream.stream.publisher; "
+            "build_parser(); assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_serve_and_publish_commands_run_and_shut_down_cleanly(tmp_path):
+    frames_in, forecasts_out = endpoints(tmp_path)
+    serve = subprocess.Popen([sys.executable, "-m", "dyna_stream.cli", "serve", "--config",
+                              str(REPO / "configs" / "node.yaml"),
+                              "--set", f"input.endpoint={frames_in}", "--set", "input.bind=true",
+                              "--set", f"output.endpoint={forecasts_out}", "--set", "log_every_s=0.5"],
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(4)
+        publish = subprocess.run([sys.executable, "-m", "dyna_stream.cli", "-q", "publish", "--endpoint", frames_in,
+                                  "--connect", "--rate", "20"], capture_output=True, text=True, timeout=60)
+        assert publish.returncode == 0 and "sent 12 frames" in publish.stdout
+        time.sleep(2)
+    finally:
+        serve.terminate()
+        _, log = serve.communicate(timeout=30)
+    assert serve.returncode == 0, log
+    assert "node stopped" in log and "'received': 12" in log
