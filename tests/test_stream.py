@@ -77,7 +77,8 @@ def test_malformed_messages_are_counted_and_the_node_keeps_serving(tmp_path):
                [b"frame", msgpack.packb(good_header), b"short"],
                [b"frame", msgpack.packb({**good_header, "shape": [16, 16]}),
                 np.zeros((16, 16), np.float32).tobytes()],
-               [b"frame", msgpack.packb({**good_header, "stamp_ns": 5}), np.full((32, 48), np.nan, np.float32).tobytes()]]
+               [b"frame", msgpack.packb({**good_header, "stamp_ns": 5}),
+                np.full((32, 48), np.nan, np.float32).tobytes()]]
         for message in bad:
             sender.send_multipart(message)
         for t in range(7):
