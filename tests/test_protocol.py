@@ -2,6 +2,8 @@
 import msgpack
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dyna_stream.stream.protocol import MAX_DIM, Message, ProtocolError, decode, encode
 
@@ -66,3 +68,38 @@ def test_payload_size_limit_is_enforced_before_reading():
 def test_no_pickle_anywhere_on_the_wire():
     with pytest.raises(ProtocolError, match="not sent"):
         encode("frame", Message("frame", 0, 0, array=np.array([object()], dtype=object)))
+
+
+scalars = st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=20)
+header_values = st.recursive(scalars | st.binary(max_size=8), lambda inner: st.lists(inner, max_size=4)
+                             | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=8)
+near_valid_headers = st.fixed_dictionaries(
+    {"v": st.sampled_from([1, 1, 1, 2, "1"]), "kind": st.sampled_from(["frame", "status", "x", 3]),
+     "seq": st.integers(-5, 2**66) | st.text(max_size=3), "stamp_ns": st.integers(-5, 2**66),
+     "shape": st.lists(st.integers(-3, 40), max_size=6) | header_values,
+     "dtype": st.sampled_from(["float32", "uint8", "object", "<f4", ""]) | header_values},
+    optional={"meta": header_values, "frame_id": header_values})
+
+
+@settings(max_examples=5_000, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.binary(max_size=64), min_size=0, max_size=4))
+def test_fuzzed_raw_frames_only_ever_raise_protocol_errors(frames):
+    try:
+        decode(frames)
+    except ProtocolError:
+        pass
+
+
+@settings(max_examples=5_000, deadline=None, suppress_health_check=list(HealthCheck))
+@given(near_valid_headers, st.binary(max_size=256))
+def test_fuzzed_headers_only_ever_raise_protocol_errors(header, payload):
+    try:
+        packed = msgpack.packb(header)
+    except (OverflowError, TypeError, ValueError):
+        return
+    try:
+        _, message = decode([b"frame", packed, payload])
+    except ProtocolError:
+        return
+    if message.array is not None:
+        assert message.array.nbytes == len(payload)
