@@ -143,22 +143,24 @@ def _serve(args: argparse.Namespace) -> int:
 def _publish_args(parser: argparse.ArgumentParser) -> None:
     from .assets import BUNDLED_SAMPLE
 
+    parser.add_argument("--source", default="file", choices=["file", "opencv"],
+                        help="file: a radar folder or array file; opencv: camera index, video file or RTSP/HTTP URL")
     parser.add_argument("--input", default=str(BUNDLED_SAMPLE),
-                        help="folder of FMI radar files or an array file (default: the bundled radar sample)")
-    parser.add_argument("--variable", help="variable name inside --input")
+                        help="what to read (default: the bundled radar sample)")
+    parser.add_argument("--variable", help="variable name inside --input (file source)")
     parser.add_argument("--endpoint", default="tcp://127.0.0.1:5555", help="where to publish (bound by default)")
     parser.add_argument("--connect", action="store_true", help="connect to --endpoint instead of binding it")
-    parser.add_argument("--rate", type=float, default=2.0, help="frames per second")
-    parser.add_argument("--loops", type=int, default=1, help="how many times to replay the input")
+    parser.add_argument("--rate", type=float, default=2.0, help="frames per second (0: as the source delivers)")
+    parser.add_argument("--loops", type=int, default=1, help="how many times to replay a file")
     parser.add_argument("--frame-id", default="sensor")
 
 
 @command("publish", "edge publisher: replay frames of a file over ZeroMQ (no torch needed)")(_publish_args)
 def _publish(args: argparse.Namespace) -> int:
-    from .stream.publisher import publish_file
+    from .stream.publisher import publish_source
 
-    sent = publish_file(args.input, args.endpoint, variable=args.variable, rate_hz=args.rate, loops=args.loops,
-                        bind=not args.connect, frame_id=args.frame_id)
+    sent = publish_source(args.source, args.input, args.endpoint, rate_hz=args.rate or None, loops=args.loops,
+                          frame_id=args.frame_id, variable=args.variable, bind=not args.connect)
     print(f"sent {sent} frames")
     return 0
 

@@ -99,6 +99,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
 
 
 class InputConfig(_Strict):
+    source: Literal["zmq", "file", "opencv"] = Field("zmq", description="where frames come from")
+    uri: str | None = Field(None, description="file/opencv: a path, radar folder, camera index or RTSP/HTTP URL")
+    rate_hz: float = Field(2.0, ge=0, description="file/opencv: frames per second (0: as delivered)")
+    loops: int = Field(1, ge=1, description="file: replays")
     endpoint: str = "tcp://127.0.0.1:5555"
     bind: bool = Field(False, description="bind (the node listens) or connect (to an edge publisher)")
     topic: str = "frame"

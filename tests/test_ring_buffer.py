@@ -33,6 +33,9 @@ def test_a_gap_restarts_the_window():
         buffer.push(np.zeros((2, 2)), t * SECOND)
     assert buffer.push(np.zeros((2, 2)), 10 * SECOND) is Push.GAP_RESET
     assert len(buffer) == 1 and not buffer.full
+    assert buffer.push(np.zeros((2, 2)), 9 * SECOND) is Push.OUT_OF_ORDER      # late, within the limit
+    assert buffer.push(np.zeros((2, 2)), 1 * SECOND) is Push.GAP_RESET         # clock reset backwards
+    assert buffer.push(np.zeros((2, 2)), 2 * SECOND) is Push.ACCEPTED and len(buffer) == 2
 
 
 def test_foreign_grids_are_resized_or_rejected_with_the_fix():

@@ -5,20 +5,24 @@ import threading
 import time
 from types import SimpleNamespace
 
+import cv2
 import msgpack
 import numpy as np
+import pytest
 import zmq
 
 from dyna_stream.assets import BUNDLED_MODEL, BUNDLED_SAMPLE
 from dyna_stream.config import NodeConfig, load_config
 from dyna_stream.data.registry import load_path
+from dyna_stream.errors import ConfigError, DataError
 from dyna_stream.model.checkpoint import load_checkpoint
 from dyna_stream.predictor import Predictor
 from dyna_stream.stream.client import ForecastClient
 from dyna_stream.stream.node import Node
 from dyna_stream.stream.pipeline import Pipeline
-from dyna_stream.stream.publisher import frame_stamps, replay
+from dyna_stream.stream.publisher import replay
 from dyna_stream.stream.ring_buffer import RingBuffer
+from dyna_stream.stream.sources import capture_frames, frame_stamps
 
 from conftest import REPO
 
@@ -140,3 +144,48 @@ def test_serve_and_publish_commands_run_and_shut_down_cleanly(tmp_path):
         _, log = serve.communicate(timeout=30)
     assert serve.returncode == 0, log
     assert "node stopped" in log and "'received': 12" in log
+
+
+def write_video(path, frames=12, size=(48, 32)):
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, size)
+    assert writer.isOpened()
+    for t in range(frames):
+        image = np.zeros((size[1], size[0], 3), np.uint8)
+        cv2.circle(image, (5 + 3 * t, 16), 6, (255, 255, 255), -1)
+        writer.write(image)
+    writer.release()
+
+
+def test_opencv_capture_reads_a_real_video_file(tmp_path):
+    write_video(tmp_path / "clip.avi")
+    frames = list(capture_frames(str(tmp_path / "clip.avi"), frame_id="cam0"))
+    assert len(frames) == 12 and frames[0].array.shape == (1, 32, 48) and frames[0].frame_id == "cam0"
+    assert frames[0].array.max() > 200 and frames[-1].stamp_ns > frames[0].stamp_ns
+    with pytest.raises(DataError, match="cannot open"):
+        list(capture_frames(str(tmp_path / "absent.avi")))
+
+
+@pytest.mark.parametrize("source", ["file", "opencv"])
+def test_node_reads_frames_directly_from_files_and_captures(tmp_path, source):
+    if source == "opencv":
+        uri = tmp_path / "clip.avi"
+        write_video(uri)
+    else:
+        uri = BUNDLED_SAMPLE
+    frames_in, forecasts_out = endpoints(tmp_path)
+    config = load_config(None, [f"input.source={source}", f"input.uri={uri}", "input.rate_hz=5",
+                                f"output.endpoint={forecasts_out}"], schema=NodeConfig)
+    client = ForecastClient(forecasts_out, context=zmq.Context())
+    time.sleep(0.3)
+    node = Node(config, context=zmq.Context()).start()
+    try:
+        updates = client.wait_for(2, timeout_s=20)
+    finally:
+        client.close()
+        node.stop()
+    assert len(updates) == 2 and updates[0].forecast.shape[1:] == ((1, 306, 190) if source == "file" else (1, 32, 48))
+
+
+def test_file_and_capture_sources_need_a_uri():
+    with pytest.raises(ConfigError, match="needs input.uri"):
+        Node(load_config(None, ["input.source=file"], schema=NodeConfig))

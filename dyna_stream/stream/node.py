@@ -3,19 +3,61 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Iterator
 
 import torch
 import zmq
 
 from ..assets import BUNDLED_MODEL
-from ..config import NodeConfig
+from ..config import InputConfig, NodeConfig
+from ..errors import ConfigError
 from ..model.checkpoint import load_checkpoint
 from ..predictor import Predictor
 from .pipeline import Pipeline
 from .ring_buffer import BufferPolicy, RingBuffer
+from .sources import Frame, open_source, paced
 from .zmq_transport import ZmqFrameSource, ZmqResultSink
 
 log = logging.getLogger(__name__)
+
+
+class FeederSource:
+    """Feeds a pipeline from a frame iterator (file replay, OpenCV capture) on its own thread."""
+
+    def __init__(self, pipeline: Pipeline, frames: Iterator[Frame]) -> None:
+        self.pipeline, self.frames = pipeline, frames
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="dyna_stream-feeder", daemon=True)
+
+    def start(self) -> FeederSource:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        for frame in self.frames:
+            if self._stop.is_set():
+                return
+            self.pipeline.submit(frame.array, frame.stamp_ns, frame.frame_id)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2.0)
+
+
+def _zmq_source(pipeline: Pipeline, config: InputConfig, context: zmq.Context) -> ZmqFrameSource:
+    return ZmqFrameSource(pipeline, config.endpoint, bind=config.bind, topic=config.topic, hwm=config.hwm,
+                          max_payload_bytes=int(config.max_payload_mb * 2**20), context=context)
+
+
+def _feeder(pipeline: Pipeline, config: InputConfig, context: zmq.Context) -> FeederSource:
+    if not config.uri:
+        raise ConfigError(f"input.source {config.source!r} needs input.uri (a path, camera index or URL)")
+    return FeederSource(pipeline, paced(open_source(config.source, config.uri, loops=config.loops),
+                                        config.rate_hz or None))
+
+
+SOURCES: dict[str, Callable[[Pipeline, InputConfig, zmq.Context], ZmqFrameSource | FeederSource]] = {
+    "zmq": _zmq_source, "file": _feeder, "opencv": _feeder}
 
 
 class Node:
@@ -37,17 +79,16 @@ class Node:
                                   status_every=config.output.status_every, context=context)
         self.pipeline = Pipeline(self.predictor, buffer, [self.sink], units=checkpoint.normaliser.units)
         self.sink.status_source = self.pipeline.stats
-        self.source = ZmqFrameSource(self.pipeline, config.input.endpoint, bind=config.input.bind,
-                                     topic=config.input.topic, hwm=config.input.hwm,
-                                     max_payload_bytes=int(config.input.max_payload_mb * 2**20), context=context)
+        self.source = SOURCES[config.input.source](self.pipeline, config.input, context)
         self._stopped = threading.Event()
 
     def start(self) -> Node:
         self.pipeline.start()
         self.source.start()
+        source = self.config.input
         log.info("node up: frames from %s, forecasts on %s, sd=%.2f sw=%.2f",
-                 self.config.input.endpoint, self.config.output.endpoint, self.predictor.data_sparsity,
-                 self.predictor.model_sparsity)
+                 source.endpoint if source.source == "zmq" else f"{source.source}:{source.uri}",
+                 self.config.output.endpoint, self.predictor.data_sparsity, self.predictor.model_sparsity)
         return self
 
     def run(self) -> None:

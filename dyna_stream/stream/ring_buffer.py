@@ -15,8 +15,8 @@ class Push(enum.Enum):
 
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"          # same stamp as the newest frame: dropped
-    OUT_OF_ORDER = "out_of_order"    # older than the newest frame: dropped
-    GAP_RESET = "gap_reset"          # accepted, but the gap before it emptied the window first
+    OUT_OF_ORDER = "out_of_order"    # older than the newest frame (within the gap limit): dropped
+    GAP_RESET = "gap_reset"          # accepted, but a gap or clock jump (either way) emptied the window first
     RESIZED = "resized"              # accepted after resizing to the model grid
 
 
@@ -25,8 +25,9 @@ class BufferPolicy:
     """How the buffer treats irregular input.
 
     period_ns : expected frame spacing (0: unknown, no gap check).
-    max_gap_periods : a jump larger than this many periods empties the window (stale history
-        would otherwise be stitched to new frames).
+    max_gap_periods : a jump larger than this many periods, forwards (a gap) or backwards (the
+        sensor's clock was reset), empties the window: stale history is never stitched to new frames,
+        and a clock reset does not make every later frame "late".
     resize : frames on another grid are resized with OpenCV (INTER_AREA); False rejects them.
     """
 
@@ -88,17 +89,18 @@ class RingBuffer:
 
     def push(self, frame: np.ndarray, stamp_ns: int) -> Push:
         """Add a frame ((C, H, W) or (H, W)); raises DataError for frames it cannot take."""
-        newest = self.newest_stamp
+        newest, policy = self.newest_stamp, self.policy
+        jump = newest is not None and policy.period_ns > 0 and \
+            abs(stamp_ns - newest) > policy.max_gap_periods * policy.period_ns
         if newest is not None and stamp_ns == newest:
             return Push.DUPLICATE
-        if newest is not None and stamp_ns < newest:
+        if newest is not None and stamp_ns < newest and not jump:
             return Push.OUT_OF_ORDER
         fitted, resized = self._fit(frame)
         if not np.isfinite(fitted).all():
             raise DataError("frame holds NaN or infinite values; send the fill value for missing cells")
         outcome = Push.RESIZED if resized else Push.ACCEPTED
-        policy = self.policy
-        if newest is not None and policy.period_ns and stamp_ns - newest > policy.max_gap_periods * policy.period_ns:
+        if jump:
             self.clear()
             outcome = Push.GAP_RESET
         self._frames[self._next] = fitted
