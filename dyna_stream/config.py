@@ -132,10 +132,17 @@ class OperatingConfig(_Strict):
     threads: int | None = Field(2, ge=1)
 
 
+class RecordConfig(_Strict):
+    mcap: str | None = Field(None, description="MCAP file recording /forecast and /importance (ROS 2 Image)")
+    snapshots: str | None = Field(None, description="folder for forecast GIFs and importance PNGs")
+    snapshot_every: int = Field(10, ge=1)
+
+
 class NodeConfig(_Strict):
     model: str | None = Field(None, description="checkpoint path; null: the bundled radar model")
     input: InputConfig = Field(default_factory=InputConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     buffer: BufferConfig = Field(default_factory=BufferConfig)
     operating: OperatingConfig = Field(default_factory=OperatingConfig)
+    record: RecordConfig = Field(default_factory=RecordConfig)
     log_every_s: float = Field(10.0, gt=0)

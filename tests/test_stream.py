@@ -10,6 +10,7 @@ import msgpack
 import numpy as np
 import pytest
 import zmq
+from PIL import Image
 
 from dyna_stream.assets import BUNDLED_MODEL, BUNDLED_SAMPLE
 from dyna_stream.config import NodeConfig, load_config
@@ -189,3 +190,39 @@ def test_node_reads_frames_directly_from_files_and_captures(tmp_path, source):
 def test_file_and_capture_sources_need_a_uri():
     with pytest.raises(ConfigError, match="needs input.uri"):
         Node(load_config(None, ["input.source=file"], schema=NodeConfig))
+
+
+def test_mcap_recording_and_snapshots_hold_what_was_published(tmp_path):
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+
+    frames_in, forecasts_out = endpoints(tmp_path)
+    config = load_config(None, ["input.source=file", f"input.uri={BUNDLED_SAMPLE}", "input.rate_hz=5",
+                                f"output.endpoint={forecasts_out}", f"record.mcap={tmp_path / 'run.mcap'}",
+                                f"record.snapshots={tmp_path / 'snaps'}", "record.snapshot_every=1"],
+                         schema=NodeConfig)
+    client = ForecastClient(forecasts_out, context=zmq.Context())
+    time.sleep(0.3)
+    node = Node(config, context=zmq.Context()).start()
+    try:
+        updates = client.wait_for(2, timeout_s=20)
+        assert not (tmp_path / "run.mcap").exists()          # still recording into run.mcap.part
+    finally:
+        client.close()
+        node.stop()
+    by_topic = {}
+    with open(tmp_path / "run.mcap", "rb") as recording:
+        for schema, channel, _, decoded in make_reader(recording, decoder_factories=[DecoderFactory()]
+                                                       ).iter_decoded_messages():
+            assert schema.name == "sensor_msgs/msg/Image" and channel.message_encoding == "cdr"
+            by_topic.setdefault(channel.topic, []).append(decoded)
+    assert set(by_topic) == {"/forecast", "/importance"} and len(by_topic["/forecast"]) >= 2
+    first = {u.seq: u for u in updates}[1]
+    image = by_topic["/forecast"][0]
+    assert (image.encoding, image.height, image.width, image.step) == ("32FC1", 6 * 306, 190, 4 * 190)
+    assert image.header.stamp.sec * 10**9 + image.header.stamp.nanosec == first.stamp_ns
+    np.testing.assert_array_equal(np.frombuffer(bytes(image.data), "<f4").reshape(6, 1, 306, 190), first.forecast)
+    snaps = sorted(p.name for p in (tmp_path / "snaps").iterdir())
+    assert "forecast_000001.gif" in snaps and "importance_000001.png" in snaps
+    with Image.open(tmp_path / "snaps" / "forecast_000001.gif") as gif:
+        assert gif.n_frames == 6

@@ -13,6 +13,7 @@ from ..config import InputConfig, NodeConfig
 from ..errors import ConfigError
 from ..model.checkpoint import load_checkpoint
 from ..predictor import Predictor
+from .file_sinks import McapRecorder, SnapshotSink
 from .pipeline import Pipeline
 from .ring_buffer import BufferPolicy, RingBuffer
 from .sources import Frame, open_source, paced
@@ -77,10 +78,21 @@ class Node:
         context = context or zmq.Context.instance()
         self.sink = ZmqResultSink(config.output.endpoint, bind=config.output.bind, hwm=config.output.hwm,
                                   status_every=config.output.status_every, context=context)
-        self.pipeline = Pipeline(self.predictor, buffer, [self.sink], units=checkpoint.normaliser.units)
+        self.pipeline = Pipeline(self.predictor, buffer, [self.sink, *self._recorders(config, checkpoint)],
+                                 units=checkpoint.normaliser.units)
         self.sink.status_source = self.pipeline.stats
         self.source = SOURCES[config.input.source](self.pipeline, config.input, context)
         self._stopped = threading.Event()
+
+    @staticmethod
+    def _recorders(config: NodeConfig, checkpoint) -> list:
+        record, sinks = config.record, []
+        if record.mcap:
+            sinks.append(McapRecorder(record.mcap))
+        if record.snapshots:
+            sinks.append(SnapshotSink(record.snapshots, every=record.snapshot_every,
+                                      limits=(checkpoint.normaliser.low, checkpoint.normaliser.high)))
+        return sinks
 
     def start(self) -> Node:
         self.pipeline.start()
