@@ -153,15 +153,34 @@ def _publish_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, default=2.0, help="frames per second (0: as the source delivers)")
     parser.add_argument("--loops", type=int, default=1, help="how many times to replay a file")
     parser.add_argument("--frame-id", default="sensor")
+    parser.add_argument("--secret-key", help="CURVE: this publisher's .key_secret (turns encryption on)")
+    parser.add_argument("--authorized-keys", help="CURVE, binding: folder of subscribers' public keys")
+    parser.add_argument("--server-key", help="CURVE, --connect: the node's public .key")
 
 
 @command("publish", "edge publisher: replay frames of a file over ZeroMQ (no torch needed)")(_publish_args)
 def _publish(args: argparse.Namespace) -> int:
     from .stream.publisher import publish_source
+    from .stream.security import CurveKeys
 
+    keys = CurveKeys(args.secret_key, args.server_key, args.authorized_keys) if args.secret_key else None
     sent = publish_source(args.source, args.input, args.endpoint, rate_hz=args.rate or None, loops=args.loops,
-                          frame_id=args.frame_id, variable=args.variable, bind=not args.connect)
+                          frame_id=args.frame_id, variable=args.variable, bind=not args.connect, keys=keys)
     print(f"sent {sent} frames")
+    return 0
+
+
+def _keygen_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, help="folder for NAME.key (public) and NAME.key_secret")
+    parser.add_argument("--name", required=True, help="key name, e.g. node, publisher, client")
+
+
+@command("keygen", "create a ZeroMQ CURVE key pair for encrypted, authenticated streams")(_keygen_args)
+def _keygen(args: argparse.Namespace) -> int:
+    from .stream.security import generate_keys
+
+    for path in generate_keys(args.out, args.name):
+        print(path)
     return 0
 
 

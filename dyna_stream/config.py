@@ -98,6 +98,15 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         raise ConfigError(f"invalid configuration{f' in {path}' if path else ''}:\n{exc}") from None
 
 
+class CurveConfig(_Strict):
+    """CURVE keys (``dyna-stream keygen``): a binding socket needs secret_key + authorized_keys,
+    a connecting one secret_key + server_key."""
+
+    secret_key: str
+    server_key: str | None = None
+    authorized_keys: str | None = None
+
+
 class InputConfig(_Strict):
     source: Literal["zmq", "file", "opencv"] = Field("zmq", description="where frames come from")
     uri: str | None = Field(None, description="file/opencv: a path, radar folder, camera index or RTSP/HTTP URL")
@@ -108,6 +117,7 @@ class InputConfig(_Strict):
     topic: str = "frame"
     hwm: int = Field(8, ge=1)
     max_payload_mb: float = Field(256.0, gt=0)
+    curve: CurveConfig | None = None
 
 
 class OutputConfig(_Strict):
@@ -115,6 +125,7 @@ class OutputConfig(_Strict):
     bind: bool = True
     hwm: int = Field(8, ge=1)
     status_every: int = Field(10, ge=1, description="a status message every N forecasts")
+    curve: CurveConfig | None = None
 
 
 class BufferConfig(_Strict):

@@ -226,3 +226,90 @@ def test_mcap_recording_and_snapshots_hold_what_was_published(tmp_path):
     assert "forecast_000001.gif" in snaps and "importance_000001.png" in snaps
     with Image.open(tmp_path / "snaps" / "forecast_000001.gif") as gif:
         assert gif.n_frames == 6
+
+
+def test_curve_encrypts_and_admits_only_authorized_keys(tmp_path):
+    from dyna_stream.cli import main as cli_main
+    from dyna_stream.stream.security import CurveKeys, stop_authenticator
+
+    for name in ("publisher", "node", "client", "intruder"):
+        assert cli_main(["-q", "keygen", "--out", str(tmp_path / "keys"), "--name", name]) == 0
+    assert oct((tmp_path / "keys" / "node.key_secret").stat().st_mode & 0o777) == "0o600"
+    for holder, admitted in (("publisher", "node"), ("node", "client")):
+        (tmp_path / f"{holder}_admits").mkdir()
+        (tmp_path / f"{holder}_admits" / f"{admitted}.key").write_bytes((tmp_path / "keys" / f"{admitted}.key")
+                                                                         .read_bytes())
+    key = lambda name, kind="key": str(tmp_path / "keys" / f"{name}.{kind}")  # noqa: E731
+    frames_in, forecasts_out = endpoints(tmp_path)
+    config = load_config(None, [
+        f"input.endpoint={frames_in}", f"input.curve={{secret_key: {key('node', 'key_secret')}, "
+        f"server_key: {key('publisher')}}}", f"output.endpoint={forecasts_out}",
+        f"output.curve={{secret_key: {key('node', 'key_secret')}, authorized_keys: {tmp_path / 'node_admits'}}}"],
+        schema=NodeConfig)
+    context = zmq.Context()
+    clients = {"client": ForecastClient(forecasts_out, context=context,
+                                        keys=CurveKeys(key("client", "key_secret"), key("node"))),
+               "intruder": ForecastClient(forecasts_out, context=context,
+                                          keys=CurveKeys(key("intruder", "key_secret"), key("node"))),
+               "plain": ForecastClient(forecasts_out, context=context)}
+    series = load_path(BUNDLED_SAMPLE)
+    publisher_keys = CurveKeys(key("publisher", "key_secret"), authorized_keys=str(tmp_path / "publisher_admits"))
+    publisher = threading.Thread(target=replay, args=(series, frames_in),
+                                 kwargs={"rate_hz": 4.0, "warmup_s": 1.5, "keys": publisher_keys, "context": context})
+    publisher.start()
+    node = Node(config, context=zmq.Context()).start()
+    try:
+        received = {name: client.wait_for(1, timeout_s=10 if name == "client" else 2)
+                    for name, client in clients.items()}
+        publisher.join()
+    finally:
+        for client in clients.values():
+            client.close()
+        node.stop()
+        stop_authenticator(context)
+    assert len(received["client"]) == 1 and received["client"][0].forecast.shape == (6, 1, 306, 190)
+    assert received["intruder"] == [] and received["plain"] == []
+
+
+def test_node_resumes_when_the_publisher_restarts(tmp_path):
+    node, frames_in, forecasts_out = start_node(tmp_path, "input.bind=false", "output.hwm=100")
+    series = load_path(BUNDLED_SAMPLE)
+    client = ForecastClient(forecasts_out, hwm=100, context=zmq.Context())
+    try:
+        for loop in range(2):                 # two publisher processes' worth, one after the other
+            replay(series.slice(loop * 6, loop * 6 + 6), frames_in, rate_hz=10.0, warmup_s=1.0,
+                   context=zmq.Context())
+        updates = client.wait_for(7, timeout_s=5)
+    finally:
+        client.close()
+        node.stop()
+    stats = node.pipeline.stats()
+    assert stats["received"] == 12 and stats["published"] >= 2
+    assert updates and updates[-1].stamp_ns == frame_stamps(series, 0)[-1]
+
+
+def test_a_slow_subscriber_gets_a_bounded_queue_not_the_node_memory(tmp_path):
+    frames_in, forecasts_out = endpoints(tmp_path)
+    frames = np.full((30, 32, 48), -32.0, np.float32)
+    np.save(tmp_path / "frames.npy", frames)
+    config = load_config(None, ["input.source=file", f"input.uri={tmp_path / 'frames.npy'}", "input.rate_hz=25",
+                                "input.loops=2", f"output.endpoint={forecasts_out}", "output.hwm=2"],
+                         schema=NodeConfig)
+    context = zmq.Context()
+    slow = context.socket(zmq.SUB)
+    slow.setsockopt(zmq.RCVHWM, 2)
+    slow.setsockopt(zmq.SUBSCRIBE, b"forecast")
+    slow.connect(forecasts_out)
+    node = Node(config, context=zmq.Context()).start()
+    deadline = time.monotonic() + 30
+    while node.pipeline.stats().get("received", 0) < 60 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)
+    node.stop()
+    drained = 0
+    while slow.poll(200):
+        slow.recv_multipart()
+        drained += 1
+    slow.close(0)
+    published = node.pipeline.stats()["published"]
+    assert published >= 20 and drained <= 8            # the rest were dropped at the high-water marks

@@ -16,7 +16,8 @@ import numpy as np
 import zmq
 
 from .protocol import ProtocolError, decode
-from .zmq_transport import FORECAST_TOPIC, IMPORTANCE_TOPIC, STATUS_TOPIC
+from .security import CurveKeys
+from .zmq_transport import FORECAST_TOPIC, IMPORTANCE_TOPIC, STATUS_TOPIC, open_socket
 
 
 @dataclass
@@ -35,13 +36,12 @@ class Update:
 class ForecastClient:
     """Pairs ``forecast`` and ``importance`` messages by sequence number; keeps the last status."""
 
-    def __init__(self, endpoint: str, *, context: zmq.Context | None = None) -> None:
+    def __init__(self, endpoint: str, *, keys: CurveKeys | None = None, hwm: int = 8,
+                 context: zmq.Context | None = None) -> None:
         self.context = context or zmq.Context.instance()
-        self.socket = self.context.socket(zmq.SUB)
-        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket = open_socket(self.context, zmq.SUB, endpoint, bind=False, hwm=hwm, keys=keys)
         for topic in (FORECAST_TOPIC, IMPORTANCE_TOPIC, STATUS_TOPIC):
             self.socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
-        self.socket.connect(endpoint)
         self.status: dict[str, Any] = {}
         self.malformed = 0
 

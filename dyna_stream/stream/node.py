@@ -9,17 +9,22 @@ import torch
 import zmq
 
 from ..assets import BUNDLED_MODEL
-from ..config import InputConfig, NodeConfig
+from ..config import CurveConfig, InputConfig, NodeConfig
 from ..errors import ConfigError
 from ..model.checkpoint import load_checkpoint
 from ..predictor import Predictor
 from .file_sinks import McapRecorder, SnapshotSink
 from .pipeline import Pipeline
 from .ring_buffer import BufferPolicy, RingBuffer
+from .security import CurveKeys, stop_authenticator
 from .sources import Frame, open_source, paced
 from .zmq_transport import ZmqFrameSource, ZmqResultSink
 
 log = logging.getLogger(__name__)
+
+
+def curve_keys(config: CurveConfig | None) -> CurveKeys | None:
+    return None if config is None else CurveKeys(config.secret_key, config.server_key, config.authorized_keys)
 
 
 class FeederSource:
@@ -47,7 +52,8 @@ class FeederSource:
 
 def _zmq_source(pipeline: Pipeline, config: InputConfig, context: zmq.Context) -> ZmqFrameSource:
     return ZmqFrameSource(pipeline, config.endpoint, bind=config.bind, topic=config.topic, hwm=config.hwm,
-                          max_payload_bytes=int(config.max_payload_mb * 2**20), context=context)
+                          max_payload_bytes=int(config.max_payload_mb * 2**20), keys=curve_keys(config.curve),
+                          context=context)
 
 
 def _feeder(pipeline: Pipeline, config: InputConfig, context: zmq.Context) -> FeederSource:
@@ -77,11 +83,13 @@ class Node:
         buffer = RingBuffer(checkpoint.t_in, checkpoint.model.channels, config.buffer.grid, policy)
         context = context or zmq.Context.instance()
         self.sink = ZmqResultSink(config.output.endpoint, bind=config.output.bind, hwm=config.output.hwm,
-                                  status_every=config.output.status_every, context=context)
+                                  status_every=config.output.status_every, keys=curve_keys(config.output.curve),
+                                  context=context)
         self.pipeline = Pipeline(self.predictor, buffer, [self.sink, *self._recorders(config, checkpoint)],
                                  units=checkpoint.normaliser.units)
         self.sink.status_source = self.pipeline.stats
         self.source = SOURCES[config.input.source](self.pipeline, config.input, context)
+        self.context = context
         self._stopped = threading.Event()
 
     @staticmethod
@@ -104,13 +112,22 @@ class Node:
         return self
 
     def run(self) -> None:
-        """Serve until :meth:`stop` (or SIGINT/SIGTERM in the CLI), logging rates and latency."""
-        while not self._stopped.wait(self.config.log_every_s):
-            log.info("stats %s", self.pipeline.stats())
+        """Serve until :meth:`stop` (or SIGINT/SIGTERM in the CLI), logging rates, drops and latency."""
+        interval = self.config.log_every_s
+        before = self.pipeline.stats()
+        while not self._stopped.wait(interval):
+            now = self.pipeline.stats()
+            rates = {key: (now.get(key, 0) - before.get(key, 0)) / interval for key in ("received", "published")}
+            log.info("frames %.2f/s, forecasts %.2f/s, latency p50 %.1f ms p99 %.1f ms; counts %s",
+                     rates["received"], rates["published"], now.get("latency_p50_ms", float("nan")),
+                     now.get("latency_p99_ms", float("nan")),
+                     {k: v for k, v in now.items() if not k.startswith("latency")})
+            before = now
 
     def stop(self) -> None:
         """Close the source, finish the forecast in flight, close the sinks."""
         self._stopped.set()
         self.source.close()
         self.pipeline.stop()
+        stop_authenticator(self.context)
         log.info("node stopped: %s", self.pipeline.stats())

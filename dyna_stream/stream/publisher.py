@@ -13,20 +13,19 @@ import zmq
 
 from ..data.series import Series
 from .protocol import Message, encode
+from .security import CurveKeys
 from .sources import Frame, open_source, paced, series_frames
-from .zmq_transport import FRAME_TOPIC
+from .zmq_transport import FRAME_TOPIC, open_socket
 
 log = logging.getLogger(__name__)
 
 
 def publish(frames: Iterable[Frame], endpoint: str, *, bind: bool = True, units: str = "", warmup_s: float = 0.5,
-            context: zmq.Context | None = None) -> int:
+            hwm: int = 8, keys: CurveKeys | None = None, context: zmq.Context | None = None) -> int:
     """Send every frame; returns how many were sent. ``warmup_s`` lets subscribers connect first
-    (a PUB socket drops what it sends before they do)."""
+    (a PUB socket drops what it sends before they do); ``keys`` turn on CURVE."""
     context = context or zmq.Context.instance()
-    socket = context.socket(zmq.PUB)
-    socket.setsockopt(zmq.LINGER, 1000)
-    (socket.bind if bind else socket.connect)(endpoint)
+    socket = open_socket(context, zmq.PUB, endpoint, bind=bind, hwm=hwm, keys=keys, linger_ms=1000)
     sent = 0
     try:
         time.sleep(warmup_s)

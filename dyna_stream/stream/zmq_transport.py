@@ -12,15 +12,21 @@ import zmq
 
 from .pipeline import Pipeline, StreamResult
 from .protocol import DEFAULT_MAX_PAYLOAD_BYTES, Message, ProtocolError, decode, encode
+from .security import CurveKeys, secure
 
 log = logging.getLogger(__name__)
 FRAME_TOPIC, FORECAST_TOPIC, IMPORTANCE_TOPIC, STATUS_TOPIC = "frame", "forecast", "importance", "status"
 
 
-def _socket(context: zmq.Context, kind: int, endpoint: str, *, bind: bool, hwm: int) -> zmq.Socket:
+def open_socket(context: zmq.Context, kind: int, endpoint: str, *, bind: bool, hwm: int,
+                keys: CurveKeys | None = None, linger_ms: int = 0) -> zmq.Socket:
+    """A PUB or SUB socket with a high-water mark, CURVE-secured when ``keys`` are given
+    (a binding socket is the CURVE server)."""
     socket = context.socket(kind)
-    socket.setsockopt(zmq.LINGER, 0)
+    socket.setsockopt(zmq.LINGER, linger_ms)
     socket.setsockopt(zmq.SNDHWM if kind == zmq.PUB else zmq.RCVHWM, hwm)
+    if keys is not None:
+        secure(socket, keys, server=bind, context=context)
     (socket.bind if bind else socket.connect)(endpoint)
     return socket
 
@@ -34,10 +40,10 @@ class ZmqFrameSource:
 
     def __init__(self, pipeline: Pipeline, endpoint: str, *, bind: bool = False, topic: str = FRAME_TOPIC,
                  hwm: int = 8, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES, warn_every_s: float = 5.0,
-                 context: zmq.Context | None = None) -> None:
+                 keys: CurveKeys | None = None, context: zmq.Context | None = None) -> None:
         self.pipeline, self.topic, self.max_payload_bytes = pipeline, topic, max_payload_bytes
         self.context = context or zmq.Context.instance()
-        self.socket = _socket(self.context, zmq.SUB, endpoint, bind=bind, hwm=hwm)
+        self.socket = open_socket(self.context, zmq.SUB, endpoint, bind=bind, hwm=hwm, keys=keys)
         self.socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
         self._warn_every_s, self._last_warning = warn_every_s, 0.0
         self._stop = threading.Event()
@@ -84,9 +90,9 @@ class ZmqResultSink:
     messages (pipeline counters, latency) every ``status_every`` results."""
 
     def __init__(self, endpoint: str, *, bind: bool = True, hwm: int = 8, status_every: int = 10,
-                 context: zmq.Context | None = None) -> None:
+                 keys: CurveKeys | None = None, context: zmq.Context | None = None) -> None:
         self.context = context or zmq.Context.instance()
-        self.socket = _socket(self.context, zmq.PUB, endpoint, bind=bind, hwm=hwm)
+        self.socket = open_socket(self.context, zmq.PUB, endpoint, bind=bind, hwm=hwm, keys=keys)
         self.status_every = status_every
         self.status_source = None   # callable → dict, set by the node (pipeline.stats)
 
