@@ -89,7 +89,7 @@ def end_to_end(directory: str, updates: int) -> list[float]:
     publisher.join()
     client.close()
     node.stop()
-    return [u.meta["latency_ms"] for u in received]
+    return [u.latency_ms for u in received]
 
 
 def main() -> None:

@@ -9,28 +9,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import zmq
 
+from .pipeline import StreamResult
 from .protocol import ProtocolError, decode
 from .security import CurveKeys
 from .zmq_transport import FORECAST_TOPIC, IMPORTANCE_TOPIC, STATUS_TOPIC, open_socket
-
-
-@dataclass
-class Update:
-    """A forecast (T_out, C, H, W) and its importance map (H, W) with the node's metadata."""
-
-    seq: int
-    stamp_ns: int
-    frame_id: str
-    forecast: np.ndarray
-    importance: np.ndarray
-    units: str
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 class ForecastClient:
@@ -45,7 +31,7 @@ class ForecastClient:
         self.status: dict[str, Any] = {}
         self.malformed = 0
 
-    def updates(self, timeout_s: float = 10.0) -> Iterator[Update]:
+    def updates(self, timeout_s: float = 10.0) -> Iterator[StreamResult]:
         """Yield complete updates until ``timeout_s`` passes without a message."""
         halves: dict[int, dict[str, Any]] = {}
         while self.socket.poll(int(timeout_s * 1000)):
@@ -62,12 +48,13 @@ class ForecastClient:
             if len(entry) == 2:
                 del halves[message.seq]
                 forecast, importance = entry[FORECAST_TOPIC], entry[IMPORTANCE_TOPIC]
-                yield Update(message.seq, forecast.stamp_ns, forecast.frame_id, forecast.array.copy(),
-                             importance.array.copy(), forecast.units, forecast.meta)
+                yield StreamResult(message.seq, forecast.stamp_ns, forecast.frame_id, forecast.array.copy(),
+                                   importance.array.copy(), forecast.units,
+                                   float(forecast.meta.get("latency_ms", float("nan"))), forecast.meta)
             for stale in [seq for seq in halves if seq < message.seq - 8]:
                 del halves[stale]
 
-    def wait_for(self, count: int, timeout_s: float = 30.0) -> list[Update]:
+    def wait_for(self, count: int, timeout_s: float = 30.0) -> list[StreamResult]:
         """The next ``count`` updates (fewer if ``timeout_s`` passes)."""
         deadline, received = time.monotonic() + timeout_s, []
         for update in self.updates(timeout_s=max(0.1, deadline - time.monotonic())):
