@@ -68,7 +68,7 @@ def test_real_radar_through_publisher_node_and_client_matches_offline(tmp_path):
 
 
 def test_malformed_messages_are_counted_and_the_node_keeps_serving(tmp_path):
-    node, frames_in, forecasts_out = start_node(tmp_path, "buffer.grid=[32, 48]")
+    node, frames_in, forecasts_out = start_node(tmp_path, "buffer.grid=[32, 48]", "input.max_payload_mb=0.01")
     context = zmq.Context()
     sender = context.socket(zmq.PUB)
     sender.connect(frames_in)
@@ -79,6 +79,8 @@ def test_malformed_messages_are_counted_and_the_node_keeps_serving(tmp_path):
         frame = np.full((32, 48), -32.0, np.float32)
         bad = [[b"frame", b"\x00junk", b""],
                [b"frame", msgpack.packb({**good_header, "dtype": "object"}), b""],
+               [b"frame", msgpack.packb({**good_header, "shape": [128, 128]}), np.zeros((128, 128), np.float32)
+                .tobytes()],                                                         # over the 10 kB limit
                [b"frame", msgpack.packb(good_header), b"short"],
                [b"frame", msgpack.packb({**good_header, "shape": [16, 16]}),
                 np.zeros((16, 16), np.float32).tobytes()],
@@ -96,7 +98,7 @@ def test_malformed_messages_are_counted_and_the_node_keeps_serving(tmp_path):
         sender.close(0)
         node.stop()
     stats = node.pipeline.stats()
-    assert stats["malformed"] == 3 and stats["rejected"] == 2
+    assert stats["malformed"] == 4 and stats["malformed:protocol"] == 4 and stats["rejected"] == 2
     assert len(updates) == 1 and updates[0].forecast.shape == (6, 1, 32, 48)
 
 

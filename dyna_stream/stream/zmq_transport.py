@@ -76,7 +76,11 @@ class ZmqFrameSource:
             if message.kind != "frame" or message.array is None:
                 self._drop("not_a_frame", f"kind {message.kind!r} on topic {topic!r}")
                 continue
-            self.pipeline.submit(message.array, message.stamp_ns, message.frame_id, received_ns)
+            try:
+                self.pipeline.submit(message.array, message.stamp_ns, message.frame_id, received_ns)
+            except Exception as exc:  # the receive loop must outlive any single message
+                log.exception("frame handling failed")
+                self._drop("internal", repr(exc))
 
     def close(self) -> None:
         self._stop.set()
