@@ -68,6 +68,7 @@ def main() -> None:
                             "p99_ms": round(stats.get("latency_p99_ms", float("nan")), 1)})
             print(samples[-1], flush=True)
         node.stop()
+        consumer.join(10)         # ends when no forecast came for 5 s
         client.close()
     first, last = samples[0], samples[-1]
     print(f"RSS {first['rss_mib']:.1f} → {last['rss_mib']:.1f} MiB ({last['rss_mib'] - first['rss_mib']:+.1f} MiB "
