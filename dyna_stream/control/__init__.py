@@ -1,0 +1,1 @@
+"""Control: power meters, operating-point profiles and the budget controller (DESIGN §5)."""
