@@ -5,6 +5,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from .errors import DynaStreamError
 
@@ -167,6 +168,41 @@ def _publish(args: argparse.Namespace) -> int:
     sent = publish_source(args.source, args.input, args.endpoint, rate_hz=args.rate or None, loops=args.loops,
                           frame_id=args.frame_id, variable=args.variable, bind=not args.connect, keys=keys)
     print(f"sent {sent} frames")
+    return 0
+
+
+def _profile_args(parser: argparse.ArgumentParser) -> None:
+    from .assets import BUNDLED_MODEL
+
+    parser.add_argument("--checkpoint", default=str(BUNDLED_MODEL))
+    parser.add_argument("--data-root", help="score errors on the data set's validation split (default: the "
+                                            "bundled sample when the data set is not found)")
+    parser.add_argument("--runs", type=int, default=15, help="timed runs per operating point")
+    parser.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "dyna_stream"))
+    parser.add_argument("--threads", type=int, default=2)
+
+
+@command("profile", "measure latency, MACs, power and error per operating point on this machine")(_profile_args)
+def _profile(args: argparse.Namespace) -> int:
+    import torch
+
+    from .assets import BUNDLED_SAMPLE
+    from .control.power import detect_meter
+    from .control.profile import format_table, load_or_measure, scored_windows
+    from .data.registry import load_path, load_split
+    from .model.checkpoint import load_checkpoint
+
+    torch.set_num_threads(args.threads)
+    checkpoint = load_checkpoint(args.checkpoint)
+    try:
+        series = load_split(checkpoint.dataset, "val", args.data_root)
+    except DynaStreamError as exc:
+        log.warning("%s; scoring errors on the bundled sample instead", exc)
+        series = load_path(BUNDLED_SAMPLE)
+    meter = detect_meter()
+    rows = load_or_measure(args.checkpoint, checkpoint, series.values[-checkpoint.t_in:],
+                           scored_windows(checkpoint, series), cache_dir=args.cache_dir, runs=args.runs, meter=meter)
+    print(format_table(rows))
     return 0
 
 

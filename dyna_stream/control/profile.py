@@ -1,0 +1,109 @@
+"""Operating-point profiles: latency, executed MACs, power and validation error for a grid of
+(sd, sw) points, measured on this machine and cached per model + machine (``dyna-stream profile``)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..atomic import write_text
+from ..data.registry import DATASETS
+from ..data.series import Series
+from ..data.windows import WindowDataset
+from ..model.checkpoint import Checkpoint
+from ..predictor import Predictor
+from .controller import OperatingPoint
+from .power import PowerMeter
+
+log = logging.getLogger(__name__)
+GRID = ((0.0, 0.0), (0.3, 0.3), (0.5, 0.5), (0.7, 0.7), (0.9, 0.9), (0.5, 0.7), (0.7, 0.5))
+PROFILE_VERSION = 1
+
+
+def machine_key(checkpoint_path: str | Path) -> str:
+    """Model file hash + machine + torch build + threads: a profile is valid only for all four."""
+    digest = hashlib.sha256(Path(checkpoint_path).read_bytes()).hexdigest()[:16]
+    machine = f"{platform.node()}|{platform.machine()}|{platform.processor()}|{torch.__version__}|" \
+              f"{torch.get_num_threads()}"
+    return f"v{PROFILE_VERSION}-{digest}-{hashlib.sha256(machine.encode()).hexdigest()[:12]}"
+
+
+def scored_windows(checkpoint: Checkpoint, series: Series) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(frames, target, valid) of every window of ``series`` under the checkpoint's window shape."""
+    spec = DATASETS.get(checkpoint.dataset)
+    windows = WindowDataset(series, t_in=checkpoint.t_in, t_out=checkpoint.t_out, normaliser=checkpoint.normaliser,
+                            fallback=spec.fallback if spec else "persistence", multiple=checkpoint.model.tile_size)
+    return [(w["frames"], w["target"], w["valid"]) for w in map(windows.physical, range(len(windows)))]
+
+
+def _window_error(predictor: Predictor, windows: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> float:
+    squared, cells = 0.0, 0
+    for frames, target, valid in windows:
+        forecast = predictor(frames).forecast
+        squared += float(((forecast - target) ** 2)[valid].sum())
+        cells += int(valid.sum())
+    return squared / max(cells, 1)
+
+
+def measure(checkpoint: Checkpoint, frames: np.ndarray, windows: list, *, grid=GRID, runs: int = 15,
+            warmup: int = 3, meter: PowerMeter | None = None) -> list[dict]:
+    """Profile rows for ``grid`` on one live window ``frames`` (T_in, C, H, W) and scored ``windows``
+    [(frames, target, valid)] (validation MSE in the data's units²)."""
+    predictor = Predictor(checkpoint)
+    rows = []
+    for data_sparsity, model_sparsity in grid:
+        predictor.data_sparsity, predictor.model_sparsity = data_sparsity, model_sparsity
+        for _ in range(warmup):
+            predictor(frames)
+        latencies, powers, macs = [], [], 0.0
+        for _ in range(runs):
+            started = time.perf_counter()
+            macs = predictor(frames).macs
+            latencies.append((time.perf_counter() - started) * 1e3)
+            watts = meter.read_watts() if meter is not None else None
+            if watts is not None:
+                powers.append(watts)
+        latencies.sort()
+        rows.append({"data_sparsity": data_sparsity, "model_sparsity": model_sparsity,
+                     "latency_ms": statistics.median(latencies),
+                     "latency_p95_ms": latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))],
+                     "macs": macs, "power_w": statistics.median(powers) if powers else None,
+                     "error": _window_error(predictor, windows)})
+        log.info("profiled sd=%.1f sw=%.1f: %.1f ms", data_sparsity, model_sparsity, rows[-1]["latency_ms"])
+    return rows
+
+
+def points(rows: list[dict]) -> list[OperatingPoint]:
+    return [OperatingPoint(r["data_sparsity"], r["model_sparsity"], r["latency_ms"], r["error"], r["power_w"])
+            for r in rows]
+
+
+def load_or_measure(checkpoint_path: str | Path, checkpoint: Checkpoint, frames: np.ndarray, windows: list, *,
+                    cache_dir: str | Path, **options) -> list[dict]:
+    """The cached profile for this model and machine, or a fresh measurement (then cached)."""
+    path = Path(cache_dir) / f"profile-{machine_key(checkpoint_path)}.json"
+    if path.is_file():
+        try:
+            return json.loads(path.read_text())["rows"]
+        except (ValueError, KeyError):
+            log.warning("profile cache %s is unreadable; measuring again", path)
+    rows = measure(checkpoint, frames, windows, **options)
+    write_text(path, json.dumps({"key": path.stem, "rows": rows}, indent=2))
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    lines = [f"{'sd':>5}{'sw':>5}{'median ms':>11}{'p95 ms':>9}{'GMACs':>8}{'power W':>9}{'val MSE':>10}"]
+    for r in rows:
+        power = "–" if r["power_w"] is None else f"{r['power_w']:.2f}"
+        lines.append(f"{r['data_sparsity']:>5.1f}{r['model_sparsity']:>5.1f}{r['latency_ms']:>11.2f}"
+                     f"{r['latency_p95_ms']:>9.2f}{r['macs'] / 1e9:>8.3f}{power:>9}{r['error']:>10.2f}")
+    return "\n".join(lines)
+
