@@ -186,22 +186,15 @@ def _profile_args(parser: argparse.ArgumentParser) -> None:
 def _profile(args: argparse.Namespace) -> int:
     import torch
 
-    from .assets import BUNDLED_SAMPLE
     from .control.power import detect_meter
-    from .control.profile import format_table, load_or_measure, scored_windows
-    from .data.registry import load_path, load_split
+    from .control.profile import format_table, load_or_measure, profile_inputs
     from .model.checkpoint import load_checkpoint
 
     torch.set_num_threads(args.threads)
     checkpoint = load_checkpoint(args.checkpoint)
-    try:
-        series = load_split(checkpoint.dataset, "val", args.data_root)
-    except DynaStreamError as exc:
-        log.warning("%s; scoring errors on the bundled sample instead", exc)
-        series = load_path(BUNDLED_SAMPLE)
-    meter = detect_meter()
-    rows = load_or_measure(args.checkpoint, checkpoint, series.values[-checkpoint.t_in:],
-                           scored_windows(checkpoint, series), cache_dir=args.cache_dir, runs=args.runs, meter=meter)
+    frames, windows = profile_inputs(checkpoint, args.data_root)
+    rows = load_or_measure(args.checkpoint, checkpoint, frames, windows, cache_dir=args.cache_dir, runs=args.runs,
+                           meter=detect_meter())
     print(format_table(rows))
     return 0
 

@@ -149,6 +149,21 @@ class RecordConfig(_Strict):
     snapshot_every: int = Field(10, ge=1)
 
 
+class ControlConfig(_Strict):
+    """The budget controller (off by default: the node then runs operating.* fixed)."""
+
+    enabled: bool = False
+    latency_budget_ms: float | None = Field(None, gt=0, description="target for the p95 inference latency")
+    power_cap_w: float | None = Field(None, gt=0, description="board power cap; ignored without a power meter")
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+    dwell_frames: int = Field(10, ge=0)
+    hysteresis: float = Field(0.1, ge=0, lt=0.5)
+    endpoint: str | None = Field("tcp://127.0.0.1:5557", description="REP socket for budget changes; null: none")
+    profile_runs: int = Field(10, ge=3)
+    cache_dir: str = "~/.cache/dyna_stream"
+    data_root: str | None = Field(None, description="data sets for the profile's validation errors")
+
+
 class NodeConfig(_Strict):
     model: str | None = Field(None, description="checkpoint path; null: the bundled radar model")
     input: InputConfig = Field(default_factory=InputConfig)
@@ -156,4 +171,5 @@ class NodeConfig(_Strict):
     buffer: BufferConfig = Field(default_factory=BufferConfig)
     operating: OperatingConfig = Field(default_factory=OperatingConfig)
     record: RecordConfig = Field(default_factory=RecordConfig)
+    control: ControlConfig = Field(default_factory=ControlConfig)
     log_every_s: float = Field(10.0, gt=0)

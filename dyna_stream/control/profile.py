@@ -43,6 +43,22 @@ def scored_windows(checkpoint: Checkpoint, series: Series) -> list[tuple[np.ndar
     return [(w["frames"], w["target"], w["valid"]) for w in map(windows.physical, range(len(windows)))]
 
 
+def profile_inputs(checkpoint: Checkpoint, data_root: str | Path | None = None
+                   ) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+    """A live window to time and the windows to score: the data set's validation split when it is
+    found, else the bundled real radar sample."""
+    from ..assets import BUNDLED_SAMPLE
+    from ..data.registry import load_path, load_split
+    from ..errors import DynaStreamError
+
+    try:
+        series = load_split(checkpoint.dataset, "val", data_root)
+    except DynaStreamError as exc:
+        log.warning("%s; scoring errors on the bundled sample instead", exc)
+        series = load_path(BUNDLED_SAMPLE)
+    return series.values[-checkpoint.t_in:], scored_windows(checkpoint, series)
+
+
 def _window_error(predictor: Predictor, windows: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> float:
     squared, cells = 0.0, 0
     for frames, target, valid in windows:

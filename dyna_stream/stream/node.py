@@ -4,12 +4,17 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import torch
 import zmq
 
 from ..assets import BUNDLED_MODEL
 from ..config import CurveConfig, InputConfig, NodeConfig
+from ..control.controlled import ControlledPredictor, ControlServer
+from ..control.controller import Controller
+from ..control.power import detect_meter
+from ..control.profile import load_or_measure, points, profile_inputs
 from ..errors import ConfigError
 from ..model.checkpoint import load_checkpoint
 from ..predictor import Predictor
@@ -85,12 +90,31 @@ class Node:
         self.sink = ZmqResultSink(config.output.endpoint, bind=config.output.bind, hwm=config.output.hwm,
                                   status_every=config.output.status_every, keys=curve_keys(config.output.curve),
                                   context=context)
-        self.pipeline = Pipeline(self.predictor, buffer, [self.sink, *self._recorders(config, checkpoint)],
+        self.meter, self.control_server, forecaster = None, None, self.predictor
+        if config.control.enabled:
+            forecaster = self._controlled(config, checkpoint, context)
+        self.pipeline = Pipeline(forecaster, buffer, [self.sink, *self._recorders(config, checkpoint)],
                                  units=checkpoint.normaliser.units)
-        self.sink.status_source = self.pipeline.stats
+        self.sink.status_source = lambda: {**self.pipeline.stats(), **getattr(forecaster, "operating_point", {})}
         self.source = SOURCES[config.input.source](self.pipeline, config.input, context)
         self.context = context
         self._stopped = threading.Event()
+
+    def _controlled(self, config: NodeConfig, checkpoint, context: zmq.Context) -> ControlledPredictor:
+        """Profile this model on this machine (cached), then let the controller pick each frame's point."""
+        control = config.control
+        self.meter = detect_meter()
+        frames, windows = profile_inputs(checkpoint, control.data_root)
+        rows = load_or_measure(config.model or BUNDLED_MODEL, checkpoint, frames, windows,
+                               cache_dir=Path(control.cache_dir).expanduser(), runs=control.profile_runs,
+                               meter=self.meter)
+        controller = Controller(points(rows), latency_budget_ms=control.latency_budget_ms,
+                                power_cap_w=control.power_cap_w if self.meter is not None else None,
+                                confidence=control.confidence, dwell_frames=control.dwell_frames,
+                                hysteresis=control.hysteresis)
+        if control.endpoint:
+            self.control_server = ControlServer(controller, control.endpoint, context=context).start()
+        return ControlledPredictor(self.predictor, controller, self.meter)
 
     @staticmethod
     def _recorders(config: NodeConfig, checkpoint) -> list:
@@ -129,5 +153,9 @@ class Node:
         self._stopped.set()
         self.source.close()
         self.pipeline.stop()
+        if self.control_server is not None:
+            self.control_server.close()
+        if self.meter is not None:
+            self.meter.close()
         stop_authenticator(self.context)
         log.info("node stopped: %s", self.pipeline.stats())
