@@ -27,17 +27,24 @@ class SlowdownFilter:
     """Scalar Kalman filter on the slowdown ξ = measured latency / profiled latency.
 
     State: mean and variance of ξ (random walk with process noise ``drift``); the measurement noise
-    is learned online from the innovations, so ``predictive_std`` covers frame-to-frame jitter.
+    is learned online from the innovations, so ``predictive_std`` covers frame-to-frame jitter. An
+    innovation beyond ``jump_sigmas`` predictive deviations is a change of regime (a co-runner
+    started or stopped): the state variance is opened up so the estimate follows within a frame or
+    two, and the jump is kept out of the noise estimate.
     """
 
-    def __init__(self, *, drift: float = 1e-3, initial_noise: float = 0.05**2, noise_memory: float = 0.05) -> None:
+    def __init__(self, *, drift: float = 1e-3, initial_noise: float = 0.05**2, noise_memory: float = 0.05,
+                 jump_sigmas: float = 4.0) -> None:
         self.mean, self.variance = 1.0, 0.1**2     # the profile was taken on this machine: trust it, loosely
-        self.drift, self.noise, self.memory = drift, initial_noise, noise_memory
+        self.drift, self.noise, self.memory, self.jump_sigmas = drift, initial_noise, noise_memory, jump_sigmas
 
     def update(self, slowdown: float) -> None:
         self.variance += self.drift
         innovation = slowdown - self.mean
-        self.noise = (1 - self.memory) * self.noise + self.memory * max(innovation**2 - self.variance, 1e-6)
+        if abs(innovation) > self.jump_sigmas * self.predictive_std:
+            self.variance += innovation**2
+        else:
+            self.noise = (1 - self.memory) * self.noise + self.memory * max(innovation**2 - self.variance, 1e-6)
         gain = self.variance / (self.variance + self.noise)
         self.mean += gain * innovation
         self.variance *= 1 - gain
