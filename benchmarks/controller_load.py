@@ -1,7 +1,7 @@
 """The controller under load: a CPU hog starts mid-run; budget violations of a fixed dense model,
 a fixed sd=sw=0.7 model and the controller, measured in the same run on the same windows.
 
-    python benchmarks/controller_load.py [--frames 150] [--hog-at 50] [--budget-ms auto]
+    python benchmarks/controller_load.py [--frames 200] [--hog-at 50] [--budget-ms auto]
 
 Each frame runs the three on the same real radar window (the bundled sample, looped), timing each
 full predictor call (advection fallback + model). The budget defaults to 1.4 × the unloaded dense
@@ -37,7 +37,7 @@ def start_hog(cores: int) -> list[subprocess.Popen]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames", type=int, default=150)
+    parser.add_argument("--frames", type=int, default=200)
     parser.add_argument("--hog-at", type=int, default=50)
     parser.add_argument("--budget-ms", type=float, help="p95 latency budget (default: 1.4 × unloaded dense)")
     parser.add_argument("--threads", type=int, default=2)

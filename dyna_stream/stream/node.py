@@ -142,9 +142,9 @@ class Node:
         while not self._stopped.wait(interval):
             now = self.pipeline.stats()
             rates = {key: (now.get(key, 0) - before.get(key, 0)) / interval for key in ("received", "published")}
-            log.info("frames %.2f/s, forecasts %.2f/s, latency p50 %.1f ms p99 %.1f ms; counts %s",
+            log.info("frames %.2f/s, forecasts %.2f/s, latency p50 %.1f ms p99 %.1f ms; point %s; counts %s",
                      rates["received"], rates["published"], now.get("latency_p50_ms", float("nan")),
-                     now.get("latency_p99_ms", float("nan")),
+                     now.get("latency_p99_ms", float("nan")), getattr(self.pipeline.forecaster, "operating_point", {}),
                      {k: v for k, v in now.items() if not k.startswith("latency")})
             before = now
 
