@@ -2,7 +2,7 @@
 
     python benchmarks/stream_soak.py --minutes 10
 
-A publisher thread loops the bundled radar sample over ZeroMQ (ipc://) at --rate frames/s into
+A publisher thread loops the bundled 12-frame radar sample over ZeroMQ (ipc://) at --rate frames/s into
 a node running the bundled model (sparse engine, sd = sw = 0.7); a client consumes the
 forecasts. Every --every seconds it samples the process's resident memory and thread count.
 It reports RSS growth after the first sample period (warm-up: allocator pools, caches) and
@@ -12,19 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import threading
 import time
 from pathlib import Path
 
-import zmq
-
-from dyna_stream.assets import BUNDLED_SAMPLE
-from dyna_stream.config import NodeConfig, load_config
-from dyna_stream.data.registry import load_path
-from dyna_stream.stream.client import ForecastClient
-from dyna_stream.stream.node import Node
-from dyna_stream.stream.publisher import replay
+from loopback import loopback_node
 
 
 def rss_mib() -> float:
@@ -41,22 +33,12 @@ def main() -> None:
     parser.add_argument("--every", type=float, default=30.0, help="seconds between samples")
     parser.add_argument("--json", help="write the samples here")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as directory:
-        frames_in, out = f"ipc://{directory}/in", f"ipc://{directory}/out"
-        config = load_config(None, [f"input.endpoint={frames_in}", "input.bind=true", f"output.endpoint={out}"],
-                             schema=NodeConfig)
-        context = zmq.Context()
-        node = Node(config, context=context).start()
-        client = ForecastClient(out, context=context)
-        series = load_path(BUNDLED_SAMPLE)
-        duration = args.minutes * 60
-        loops = int(duration * args.rate / len(series)) + 1
-        publisher = threading.Thread(target=replay, args=(series, frames_in), daemon=True,
-                                     kwargs={"rate_hz": args.rate, "loops": loops, "bind": False, "context": context})
+    duration = args.minutes * 60
+    loops = int(duration * args.rate / 12) + 1
+    with loopback_node(rate_hz=args.rate, loops=loops) as (node, client, _publisher):
         received = [0]
         consumer = threading.Thread(target=lambda: [received.__setitem__(0, received[0] + 1)
                                                     for _ in client.updates(timeout_s=5)], daemon=True)
-        publisher.start()
         consumer.start()
         samples, started = [], time.monotonic()
         while time.monotonic() - started < duration:
@@ -69,7 +51,6 @@ def main() -> None:
             print(samples[-1], flush=True)
         node.stop()
         consumer.join(10)         # ends when no forecast came for 5 s
-        client.close()
     first, last = samples[0], samples[-1]
     print(f"RSS {first['rss_mib']:.1f} → {last['rss_mib']:.1f} MiB ({last['rss_mib'] - first['rss_mib']:+.1f} MiB "
           f"after the first {first['t_s']:.0f} s); threads {first['threads']} → {last['threads']}; "

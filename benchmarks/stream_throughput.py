@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import threading
 import time
 from types import SimpleNamespace
 
 import numpy as np
 import zmq
+from loopback import loopback_node
 
-from dyna_stream.config import NodeConfig, load_config
-from dyna_stream.stream.client import ForecastClient
-from dyna_stream.stream.node import Node
 from dyna_stream.stream.pipeline import Pipeline
 from dyna_stream.stream.protocol import Message, encode
 from dyna_stream.stream.ring_buffer import RingBuffer
@@ -69,27 +66,9 @@ def transport(frames: int, size: int, rate_hz: float | None, directory: str) -> 
     return pipeline
 
 
-def end_to_end(directory: str, updates: int) -> list[float]:
-    from dyna_stream.assets import BUNDLED_SAMPLE
-    from dyna_stream.data.registry import load_path
-    from dyna_stream.stream.publisher import replay
-
-    frames_in, out = f"ipc://{directory}/e2e-in", f"ipc://{directory}/e2e-out"
-    config = load_config(None, [f"input.endpoint={frames_in}", "input.bind=true", f"output.endpoint={out}"],
-                         schema=NodeConfig)
-    context = zmq.Context()
-    node = Node(config, context=context).start()
-    client = ForecastClient(out, context=context)
-    series = load_path(BUNDLED_SAMPLE)
-    publisher = threading.Thread(target=replay, args=(series, frames_in),
-                                 kwargs={"rate_hz": 2.0, "bind": False, "loops": -(-updates // 7) + 1,
-                                         "context": context})
-    publisher.start()
-    received = client.wait_for(updates, timeout_s=120)
-    publisher.join()
-    client.close()
-    node.stop()
-    return [u.latency_ms for u in received]
+def end_to_end(updates: int) -> list[float]:
+    with loopback_node(rate_hz=2.0, loops=-(-updates // 7) + 1) as (_, client, _publisher):
+        return [u.latency_ms for u in client.wait_for(updates, timeout_s=120)]
 
 
 def main() -> None:
@@ -101,7 +80,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as directory:
         paced = transport(min(args.frames, 1000), args.size, 500.0, directory)
         flood = transport(args.frames, args.size, None, directory)
-        latencies = end_to_end(directory, args.updates)
+    latencies = end_to_end(args.updates)
     overhead = np.array(paced.overheads_ms)
     print(f"{args.size}×{args.size} float32 frames over ZeroMQ ipc://, no inference")
     print(f"  overhead send → buffered (paced 500/s, {overhead.size} frames): "

@@ -315,3 +315,26 @@ def test_a_slow_subscriber_gets_a_bounded_queue_not_the_node_memory(tmp_path):
     slow.close(0)
     published = node.pipeline.stats()["published"]
     assert published >= 20 and drained <= 8            # the rest were dropped at the high-water marks
+
+
+def test_a_gap_after_a_window_is_marked_never_yields_a_partial_window():
+    seen = []
+    release = threading.Event()
+
+    def forecaster(frames):
+        seen.append(frames.shape[0])
+        release.wait(2)
+        return SimpleNamespace(forecast=frames[-1:], importance=frames[-1, 0], macs=0)
+
+    from dyna_stream.stream.ring_buffer import BufferPolicy
+    pipeline = Pipeline(forecaster, RingBuffer(3, 1, (2, 2), BufferPolicy(period_ns=10, max_gap_periods=2)),
+                        []).start()
+    for t in (0, 10, 20):                      # window 1 → worker busy in the forecaster
+        pipeline.submit(np.zeros((2, 2)), t)
+    time.sleep(0.2)
+    for t in (30, 1000):                       # window 2 marked, then a gap empties the buffer
+        pipeline.submit(np.zeros((2, 2)), t)
+    release.set()
+    time.sleep(0.3)
+    pipeline.stop()
+    assert seen == [3] and pipeline.stats().get("inference_errors", 0) == 0

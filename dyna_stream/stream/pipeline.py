@@ -50,6 +50,15 @@ class Sink(Protocol):
 
 @dataclass
 class _Pending:
+    """A complete window is waiting; its frames are copied out of the buffer only when the worker
+    takes it, so the receive path never copies whole windows."""
+
+    frame_id: str
+    received_ns: int
+
+
+@dataclass
+class _Job:
     frames: np.ndarray
     stamps: np.ndarray
     frame_id: str
@@ -113,8 +122,7 @@ class Pipeline:
                 return outcome
             if self._pending is not None:
                 self.counts["windows_skipped"] += 1
-            frames, stamps = self.buffer.window()
-            self._pending = _Pending(frames, stamps, frame_id, received_ns)
+            self._pending = _Pending(frame_id, received_ns)
             self._lock.notify()
             return outcome
 
@@ -125,10 +133,13 @@ class Pipeline:
                     self._lock.wait()
                 if self._pending is None:
                     return
-                job, self._pending = self._pending, None
+                pending, self._pending = self._pending, None
+                if not self.buffer.full:          # a gap emptied the window after it was marked
+                    continue
+                job = _Job(*self.buffer.window(), pending.frame_id, pending.received_ns)
             self._infer(job)
 
-    def _infer(self, job: _Pending) -> None:
+    def _infer(self, job: _Job) -> None:
         try:
             result = self.forecaster(job.frames)
         except Exception:  # a failing forecast must not kill the node; the next window retries
