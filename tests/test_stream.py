@@ -136,8 +136,12 @@ def test_serve_and_publish_commands_run_and_shut_down_cleanly(tmp_path):
                               "--set", f"input.endpoint={frames_in}", "--set", "input.bind=true",
                               "--set", f"output.endpoint={forecasts_out}", "--set", "log_every_s=0.5"],
                              stderr=subprocess.PIPE, text=True)
+    startup = []
     try:
-        time.sleep(4)
+        for line in serve.stderr:                    # wait until the node has bound its sockets
+            startup.append(line)
+            if "node up" in line:
+                break
         publish = subprocess.run([sys.executable, "-m", "dyna_stream.cli", "-q", "publish", "--endpoint", frames_in,
                                   "--connect", "--rate", "20"], capture_output=True, text=True, timeout=60)
         assert publish.returncode == 0 and "sent 12 frames" in publish.stdout
@@ -145,6 +149,7 @@ def test_serve_and_publish_commands_run_and_shut_down_cleanly(tmp_path):
     finally:
         serve.terminate()
         _, log = serve.communicate(timeout=30)
+    log = "".join(startup) + log
     assert serve.returncode == 0, log
     assert "node stopped" in log and "'received': 12" in log
 
