@@ -96,16 +96,13 @@ class Predictor:
         frames = frames.astype(np.float32)
         fallback = self.extrapolate(frames, ckpt.t_out, ckpt.fill_value)
         multiple, fill = ckpt.model.tile_size, ckpt.fill_value
-        result = self.run_normalised(model_input(frames, ckpt.normaliser, multiple, fill),
-                                     model_input(fallback, ckpt.normaliser, multiple, fill), frames.shape[-2:])
-        result.fallback = fallback
-        return result
+        return self.run_normalised(model_input(frames, ckpt.normaliser, multiple, fill),
+                                   model_input(fallback, ckpt.normaliser, multiple, fill), frames.shape[-2:])
 
     @torch.no_grad()
     def run_normalised(self, frames: torch.Tensor, fallback: torch.Tensor, size: tuple[int, int]) -> Forecast:
         """Model inputs already normalised and padded, (T_in, C, Hp, Wp) and (T_out, C, Hp, Wp);
-        ``size`` = the unpadded (H, W) the outputs are cropped to. ``Forecast.fallback`` stays physical
-        only when set by :meth:`__call__`."""
+        ``size`` = the unpadded (H, W) the outputs are cropped to; every output is in physical units."""
         ckpt = self.checkpoint
         height, width = size
         options = {"policy": self.policy, "data_sparsity": self.data_sparsity,

@@ -108,7 +108,7 @@ class ZmqResultSink:
             self.socket.send_multipart(encode(topic, message), copy=False)
         if self.status_source is not None and result.seq % self.status_every == 0:
             status = Message(STATUS_TOPIC, result.seq, result.stamp_ns, result.frame_id,
-                             meta={key: value for key, value in self.status_source().items()})
+                             meta=self.status_source())
             self.socket.send_multipart(encode(STATUS_TOPIC, status))
 
     def close(self) -> None:
