@@ -1,5 +1,7 @@
 """Setuptools entry; metadata lives in setup.cfg. The data files make the repo root an
-ament_python package (``colcon build``): package index marker, package.xml, launch files, configs."""
+ament_python package (``colcon build``): package index marker, package.xml, launch files, configs.
+python_requires stays here as a string: colcon reads setup() metadata through repr(), which a
+setup.cfg-parsed SpecifierSet breaks."""
 from glob import glob
 
 from setuptools import setup
@@ -7,6 +9,7 @@ from setuptools import setup
 PACKAGE = "dyna_stream"
 
 setup(
+    python_requires=">=3.10",
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

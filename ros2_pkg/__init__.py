@@ -1,1 +1,4 @@
-"""rclpy adapter over :mod:`dyna_stream` (the node itself lands with the ROS 2 issue)."""
+"""The rclpy adapter: ``nowcast_node`` (a lifecycle node over :mod:`dyna_stream.stream.pipeline`).
+
+Only this package imports rclpy; :mod:`dyna_stream` stays pure Python.
+"""

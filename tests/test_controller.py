@@ -67,3 +67,23 @@ def test_nan_latencies_are_ignored_and_budgets_change_at_run_time():
     assert controller.choose().data_sparsity == 0.0           # no budget: the most accurate point
     with pytest.raises(ValueError):
         Controller([])
+
+
+def test_bounds_restrict_the_points_and_a_bound_with_no_point_changes_nothing():
+    controller = Controller(PROFILE, dwell_frames=0)
+    assert controller.choose().data_sparsity == 0.0                  # most accurate point
+    controller.set_bounds((0.5, 0.9), (0.5, 0.9))
+    assert controller.choose().data_sparsity == 0.5                  # most accurate inside the bounds
+    controller.set_bounds((0.7, 0.7), (0.7, 0.7))
+    assert {(p.data_sparsity, p.model_sparsity) for p in [controller.choose()]} == {(0.7, 0.7)}
+    with pytest.raises(ValueError, match="no profiled operating point"):
+        controller.set_bounds((0.75, 0.8), (0.0, 1.0))
+    with pytest.raises(ValueError, match="low <= high"):
+        controller.set_bounds((0.8, 0.2))
+    assert controller.choose().data_sparsity == 0.7                  # unchanged by the refused bounds
+
+
+def test_an_impossible_budget_inside_bounds_runs_the_fastest_allowed_point():
+    controller = Controller(PROFILE, latency_budget_ms=1.0)
+    controller.set_bounds((0.0, 0.5), (0.0, 0.5))
+    assert controller.choose().data_sparsity == 0.5

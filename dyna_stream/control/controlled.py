@@ -6,16 +6,32 @@ import logging
 import math
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import msgpack
 import zmq
 
+from ..config import ControlConfig
+from ..model.checkpoint import Checkpoint
 from ..predictor import Forecast, Predictor
 from .controller import Controller
 from .power import PowerMeter
+from .profile import load_or_measure, points, profile_inputs
 
 log = logging.getLogger(__name__)
+
+
+def profiled_controller(checkpoint: Checkpoint, checkpoint_path: str | Path, control: ControlConfig,
+                        meter: PowerMeter | None) -> Controller:
+    """Profile this model on this machine (cached per model + machine), then a controller over
+    the profiled points with the budgets of ``control``."""
+    frames, windows = profile_inputs(checkpoint, control.data_root)
+    rows = load_or_measure(checkpoint_path, checkpoint, frames, windows, cache_dir=Path(control.cache_dir).expanduser(),
+                           runs=control.profile_runs, meter=meter)
+    return Controller(points(rows), latency_budget_ms=control.latency_budget_ms,
+                      power_cap_w=control.power_cap_w if meter is not None else None,
+                      confidence=control.confidence, dwell_frames=control.dwell_frames, hysteresis=control.hysteresis)
 
 
 class ControlledPredictor:

@@ -78,6 +78,7 @@ class Controller:
         self.confidence, self.dwell_frames, self.hysteresis = confidence, dwell_frames, hysteresis
         self.slowdown = SlowdownFilter()
         self.power_ratio = 1.0
+        self.allowed = self.points
         self.current = self.points[0]
         self.frames_since_switch = 0
         self.switches = 0
@@ -87,6 +88,21 @@ class Controller:
     def set_budget(self, *, latency_ms: float | None = None, power_w: float | None = None) -> None:
         """Change the budgets at run time (None lifts a budget)."""
         self.latency_budget_ms, self.power_cap_w = latency_ms, power_w
+        self._infeasible_said = False
+
+    def set_bounds(self, data: tuple[float, float] = (0.0, 1.0), model: tuple[float, float] = (0.0, 1.0)) -> None:
+        """Restrict the points to sd ∈ [data] and sw ∈ [model] (inclusive). Raises ValueError and
+        changes nothing when no profiled point lies inside."""
+        for name, (low, high) in (("data", data), ("model", model)):
+            if not 0.0 <= low <= high <= 1.0:
+                raise ValueError(f"{name} sparsity bounds must satisfy 0 <= low <= high <= 1, got ({low}, {high})")
+        eps = 1e-9
+        allowed = [p for p in self.points if data[0] - eps <= p.data_sparsity <= data[1] + eps
+                   and model[0] - eps <= p.model_sparsity <= model[1] + eps]
+        if not allowed:
+            raise ValueError(f"no profiled operating point has sd in {data} and sw in {model}; profiled: "
+                             f"{sorted({(p.data_sparsity, p.model_sparsity) for p in self.points})}")
+        self.allowed = allowed
         self._infeasible_said = False
 
     def meets_latency(self, point: OperatingPoint, slack: float = 1.0) -> bool:
@@ -105,20 +121,21 @@ class Controller:
 
     def feasible(self) -> list[OperatingPoint]:
         """Points that may be entered now (budget shrunk by the hysteresis), most accurate first."""
-        return [p for p in self.points if self.meets_latency(p, 1.0 - self.hysteresis) and self.meets_power(p)]
+        return [p for p in self.allowed if self.meets_latency(p, 1.0 - self.hysteresis) and self.meets_power(p)]
 
     def choose(self) -> OperatingPoint:
         """The point for the next frame."""
         feasible = self.feasible()
         if not feasible:
-            fastest = min(self.points, key=lambda p: p.latency_ms)
+            fastest = min(self.allowed, key=lambda p: p.latency_ms)
             if not self._infeasible_said:
                 log.warning("no operating point meets the budget (latency %s ms, power %s W); running the fastest",
                             self.latency_budget_ms, self.power_cap_w)
                 self._infeasible_said = True
             return self._switch(fastest)
         best = feasible[0]
-        if not (self.meets_latency(self.current) and self.meets_power(self.current)):
+        current = self.current
+        if current not in self.allowed or not (self.meets_latency(current) and self.meets_power(current)):
             return self._switch(best)                                   # safety first, no dwell
         if best.error < self.current.error and self.frames_since_switch >= self.dwell_frames:
             return self._switch(best)

@@ -14,7 +14,7 @@ from PIL import Image  # noqa: E402
 
 from ..atomic import write_with  # noqa: E402
 from .pipeline import StreamResult  # noqa: E402
-from .ros_messages import IMAGE_MSGDEF, IMAGE_TYPE, image_message  # noqa: E402
+from .ros_messages import IMAGE_MSGDEF, IMAGE_TYPE, image_fields  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class McapRecorder:
 
     def publish(self, result: StreamResult) -> None:
         for topic, array in zip(self.topics, (result.forecast, result.importance)):
-            self._writer.write_message(topic, self._schema, image_message(array, result.stamp_ns, result.frame_id),
+            self._writer.write_message(topic, self._schema, image_fields(array, result.stamp_ns, result.frame_id),
                                        log_time=result.stamp_ns, publish_time=result.stamp_ns, sequence=result.seq)
         self.count += 1
 

@@ -4,21 +4,19 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import torch
 import zmq
 
 from ..assets import BUNDLED_MODEL
 from ..config import CurveConfig, InputConfig, NodeConfig
-from ..control.controlled import ControlledPredictor, ControlServer
-from ..control.controller import Controller
+from ..control.controlled import ControlledPredictor, ControlServer, profiled_controller
 from ..control.power import detect_meter
-from ..control.profile import load_or_measure, points, profile_inputs
 from ..errors import ConfigError
 from ..model.checkpoint import load_checkpoint
 from ..predictor import Predictor
 from .file_sinks import McapRecorder, SnapshotSink
+from .health import Level, summarise
 from .pipeline import Pipeline
 from .ring_buffer import BufferPolicy, RingBuffer
 from .security import CurveKeys, stop_authenticator
@@ -102,18 +100,10 @@ class Node:
 
     def _controlled(self, config: NodeConfig, checkpoint, context: zmq.Context) -> ControlledPredictor:
         """Profile this model on this machine (cached), then let the controller pick each frame's point."""
-        control = config.control
         self.meter = detect_meter()
-        frames, windows = profile_inputs(checkpoint, control.data_root)
-        rows = load_or_measure(config.model or BUNDLED_MODEL, checkpoint, frames, windows,
-                               cache_dir=Path(control.cache_dir).expanduser(), runs=control.profile_runs,
-                               meter=self.meter)
-        controller = Controller(points(rows), latency_budget_ms=control.latency_budget_ms,
-                                power_cap_w=control.power_cap_w if self.meter is not None else None,
-                                confidence=control.confidence, dwell_frames=control.dwell_frames,
-                                hysteresis=control.hysteresis)
-        if control.endpoint:
-            self.control_server = ControlServer(controller, control.endpoint, context=context).start()
+        controller = profiled_controller(checkpoint, config.model or BUNDLED_MODEL, config.control, self.meter)
+        if config.control.endpoint:
+            self.control_server = ControlServer(controller, config.control.endpoint, context=context).start()
         return ControlledPredictor(self.predictor, controller, self.meter)
 
     @staticmethod
@@ -141,11 +131,10 @@ class Node:
         before = self.pipeline.stats()
         while not self._stopped.wait(interval):
             now = self.pipeline.stats()
-            rates = {key: (now.get(key, 0) - before.get(key, 0)) / interval for key in ("received", "published")}
-            log.info("frames %.2f/s, forecasts %.2f/s, latency p50 %.1f ms p99 %.1f ms; point %s; counts %s",
-                     rates["received"], rates["published"], now.get("latency_p50_ms", float("nan")),
-                     now.get("latency_p99_ms", float("nan")), getattr(self.pipeline.forecaster, "operating_point", {}),
-                     {k: v for k, v in now.items() if not k.startswith("latency")})
+            point = getattr(self.pipeline.forecaster, "operating_point", {})
+            health = summarise(now, before, interval, point, point.get("latency_budget_ms"))
+            log.log(logging.INFO if health.level == Level.OK else logging.WARNING, "%s: %s", health.message,
+                    ", ".join(f"{key}={value}" for key, value in health.strings().items()))
             before = now
 
     def stop(self) -> None:
