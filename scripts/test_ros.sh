@@ -8,4 +8,4 @@ exec unshare --net -- bash -c '
   ip link set lo up && ip link set lo multicast on
   . build/ros_ws/install/local_setup.sh
   export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST PATH="$PWD/.venv-ros/bin:$PATH"
-  exec .venv-ros/bin/python -m pytest -q -p no:cacheprovider --confcutdir=tests/ros tests/ros "$@"' bash "$@"
+  exec .venv-ros/bin/python -m pytest -q -p no:cacheprovider -c tests/ros/pytest.ini --rootdir tests/ros --confcutdir=tests/ros tests/ros "$@"' bash "$@"

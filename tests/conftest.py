@@ -12,6 +12,8 @@ from dyna_stream.model.checkpoint import build_model
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_ROOT = Path(os.environ.get("DYNA_STREAM_DATA", REPO.parent / "shared" / "data"))
+# tests/ros needs rclpy and a private network namespace: scripts/test_ros.sh runs it in its own venv
+collect_ignore = ["ros"]
 TINY_BACKBONE = {"width": 4, "latent": 8, "hidden": 8, "blocks": 1, "tile_latent": 2}
 
 
