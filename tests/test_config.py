@@ -9,7 +9,8 @@ def test_shipped_configs_load():
     from dyna_stream.config import NodeConfig, RunConfig
 
     from conftest import REPO
-    paths = sorted((REPO / "configs").glob("*.yaml"))
+    # nowcast.yaml holds ROS 2 parameters; tests/ros/test_package.py checks it against the node
+    paths = sorted(p for p in (REPO / "configs").glob("*.yaml") if p.stem != "nowcast")
     assert len(paths) >= 3
     for path in paths:
         load_config(path, schema=NodeConfig if path.stem.startswith("node") else RunConfig)

@@ -81,7 +81,8 @@ class RingBuffer:
             return array, False
         if not self.policy.resize:
             raise DataError(f"frame shape {array.shape} does not match the model grid {self.frame_shape}; "
-                            f"set stream.resize: true or publish {self.frame_shape[1]}×{self.frame_shape[2]} frames")
+                            "enable resizing (buffer.resize, ROS parameter resize) or publish "
+                            f"{self.frame_shape[1]}×{self.frame_shape[2]} frames")
         height, width = self.frame_shape[1:]
         resized = np.stack([cv2.resize(np.asarray(c, np.float32), (width, height), interpolation=cv2.INTER_AREA)
                             for c in array])

@@ -141,3 +141,8 @@ def test_launch_arguments_remap_the_input_and_override_only_what_is_given(launch
     assert node["remappings"] == [("frames", "/radar/image")] and node["namespace"] == "weather"
     declared = {e.name for e in launch_description.entities if isinstance(e, DeclareLaunchArgument)}
     assert {"params_file", "input_topic", "model_path", "latency_budget_ms", "power_cap_w"} <= declared
+
+
+def test_every_parameter_is_documented():
+    text = (REPO / "docs" / "ros2.md").read_text()
+    assert [name for name in SPECS if f"`{name}`" not in text] == []
