@@ -40,7 +40,7 @@ def test_a_gap_restarts_the_window():
 
 def test_foreign_grids_are_resized_or_rejected_with_the_fix():
     strict = RingBuffer(2, 1, (4, 6))
-    with pytest.raises(DataError, match=r"enable resizing \(buffer.resize, ROS parameter resize\) or publish 4×6 frames"):
+    with pytest.raises(DataError, match=r"resize\) or publish 4×6 frames"):
         strict.push(np.zeros((8, 12)), 0)
     with pytest.raises(DataError, match="1 channel"):
         strict.push(np.zeros((2, 4, 6)), 0)
