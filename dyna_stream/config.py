@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 
@@ -47,6 +47,29 @@ class TrainConfig(_Strict):
     select: Literal["best", "last"] = Field("best", description="model.pt = lowest validation MSE, or last step")
     threads: int | None = Field(None, ge=1, description="torch CPU threads; default: torch's choice")
     out_dir: str = "runs/radar_simvp"
+    epochs: int | None = Field(None, ge=1, description="epoch-based training (each epoch visits the selected "
+                                                        "windows once; needed by sample pruning); null: train.steps")
+    validate_every_epochs: int = Field(1, ge=1)
+    sample_pruning: Literal["off", "st-prune", "infobatch", "static-random"] = Field(
+        "off", description="dynamic sample pruning per epoch (DESIGN §2b); off: every window every epoch")
+    keep_ratio: float = Field(0.25, gt=0, le=1, description="r: share of the low-score windows kept per epoch")
+    prune_quantile: float = Field(0.8, ge=0, lt=1, description="windows scoring below this quantile are low-score")
+    complexity_weight: float = Field(0.5, ge=0, le=1, description="α: complexity vs loss in the st-prune score")
+    anneal_fraction: float = Field(0.15, le=1, description="final share of epochs over which r rises to 1")
+
+    @field_validator("anneal_fraction")
+    @classmethod
+    def _reaches_full_data(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError(f"anneal_fraction must be > 0 (got {value}): without annealing the schedule never "
+                             "returns to the full data")
+        return value
+
+    @model_validator(mode="after")
+    def _pruning_needs_epochs(self) -> TrainConfig:
+        if self.sample_pruning != "off" and self.epochs is None:
+            raise ValueError(f"sample_pruning {self.sample_pruning!r} selects windows per epoch: set train.epochs")
+        return self
 
     @field_validator("sparsity_range")
     @classmethod

@@ -18,10 +18,12 @@ from ..data.normalise import Normaliser
 from ..data.registry import get_dataset, load_split
 from ..data.series import Series
 from ..data.windows import WindowDataset, random_crop_flip
+from ..errors import ConfigError
 from ..evaluate.runner import Operating, model_forecasts, score
 from ..model.checkpoint import Checkpoint, build_model, load_checkpoint, save_checkpoint
 from ..model.dynapruner import DynaPruner
 from ..model.loss import LossWeights, dyna_loss
+from .sample_pruning import make_pruner
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +66,11 @@ def _seed_everything(seed: int) -> torch.Generator:
 
 def _batch(data: WindowDataset, size: int, crop: int, multiple: int, generator: torch.Generator) -> dict:
     indices = torch.randint(0, len(data), (size,), generator=generator).tolist()
-    items = [random_crop_flip(data[i], crop, multiple, generator) for i in indices]
+    return _batch_of(data, indices, crop, multiple, generator)
+
+
+def _batch_of(data: WindowDataset, indices, crop: int, multiple: int, generator: torch.Generator) -> dict:
+    items = [random_crop_flip(data[int(i)], crop, multiple, generator) for i in indices]
     return {key: torch.stack([item[key] for item in items]) for key in items[0]}
 
 
@@ -72,6 +78,90 @@ def validate(checkpoint: Checkpoint, data: TrainingData, operating: Operating) -
     spec = get_dataset(data.dataset)
     return score(data.val, model_forecasts(checkpoint, data.val, operating), thresholds=spec.csi_thresholds,
                  data_range=data.normaliser.data_range)
+
+
+class _Session:
+    """Model, optimiser, schedule, history and checkpoints of one training run; the step-based
+    and the epoch-based loops drive it."""
+
+    def __init__(self, config: RunConfig, data: TrainingData, model: DynaPruner, generator: torch.Generator,
+                 lr_factor) -> None:
+        cfg = self.cfg = config.train
+        self.config, self.data, self.model, self.generator = config, data, model, generator
+        self.spec = get_dataset(config.data.name)
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor)
+        self.history: list[dict] = []
+        self.out_dir = Path(cfg.out_dir)
+        self.weights = LossWeights(cfg.lambda_data, cfg.lambda_model, cfg.lambda_budget)
+        self.val_point = (Operating("dyna", cfg.validation_sparsity, cfg.validation_sparsity)
+                          if cfg.policy == "dyna" else Operating(cfg.policy))
+        self.started = time.perf_counter()
+
+    def resume(self, path: str | Path) -> int:
+        state = load_checkpoint(path)
+        self.model.load_state_dict(state.model.state_dict())
+        self.optimizer.load_state_dict(state.training_state["optimizer"])
+        self.scheduler.load_state_dict(state.training_state["scheduler"])
+        self.generator.set_state(state.training_state["generator"])
+        self.history = list(state.metrics.get("history", []))
+        self.started = time.perf_counter() - sum(h.get("seconds", 0.0) for h in self.history[-1:])
+        log.info("resumed %s at step %d", path, state.step)
+        return state.step
+
+    def checkpoint(self, step: int, metrics: dict) -> Checkpoint:
+        data = self.data
+        return Checkpoint(self.model, self.config, data.normaliser, data.dataset, self.spec.t_in, self.spec.t_out,
+                          data.train.series.fill_value, metrics, step,
+                          training_state={"optimizer": self.optimizer.state_dict(),
+                                          "scheduler": self.scheduler.state_dict(),
+                                          "generator": self.generator.get_state()})
+
+    def optimise(self, batch: dict, sample_weight: torch.Tensor | None = None) -> dict:
+        """One optimiser step on ``batch`` (any-sparsity draw under the dyna policy)."""
+        cfg, model = self.cfg, self.model
+        model.train()
+        sd, sw = ((float(torch.empty(1).uniform_(*cfg.sparsity_range, generator=self.generator)) for _ in range(2))
+                  if cfg.policy == "dyna" else (0.0, 0.0))
+        prediction = model(batch["frames"], batch["fallback"], data_sparsity=sd, model_sparsity=sw,
+                           policy=cfg.policy)
+        loss, parts = dyna_loss(prediction, batch["target"], batch["valid"], weights=self.weights,
+                                model_sparsity=sw, gate_mode=self.config.model.gate_mode, sample_weight=sample_weight)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        return parts
+
+    def validate(self, step: int, parts: dict, **extra) -> dict:
+        """Score the validation split, append to the history, write last.pt (and best.pt)."""
+        data = self.data
+        val = validate(self.checkpoint(step, {}), data, self.val_point)
+        self.history.append({"step": step, "seconds": time.perf_counter() - self.started, "train_task": parts["task"],
+                             "val_mse": val["mse_mean"], "val_mae": val["mae_mean"], **extra})
+        log.info("step %d  train %.4f  val MSE %.3f %s²  MAE %.3f", step, parts["task"], val["mse_mean"],
+                 data.normaliser.units, val["mae_mean"])
+        if val["mse_mean"] <= min(h["val_mse"] for h in self.history):
+            best = self.checkpoint(step, {"history": self.history, "val": val})
+            best.training_state = {}
+            save_checkpoint(self.out_dir / "best.pt", best)
+        save_checkpoint(self.out_dir / "last.pt", self.checkpoint(step, {"history": self.history, "val": val}))
+        return val
+
+    def finish(self, last_step: int, **metrics) -> Path:
+        """model.pt: the best (train.select: best) or the last weights."""
+        selected = last_step
+        if self.cfg.select == "best" and self.history:
+            best_entry = min(self.history, key=lambda h: h["val_mse"])
+            self.model.load_state_dict(load_checkpoint(self.out_dir / "best.pt").model.state_dict())
+            selected = best_entry["step"]
+        final = self.checkpoint(selected, {"history": self.history, "selected_step": selected,
+                                           "train_seconds": self.history[-1]["seconds"] if self.history else 0.0,
+                                           **metrics})
+        final.training_state = {}
+        save_checkpoint(self.out_dir / "model.pt", final)
+        return self.out_dir / "model.pt"
 
 
 def train(config: RunConfig, *, resume: str | Path | None = None, progress: bool = True,
@@ -84,7 +174,9 @@ def train(config: RunConfig, *, resume: str | Path | None = None, progress: bool
     the best (``train.select: best``, early stopping) or the last weights.
     ``init_model`` starts from given weights (fine-tuning, e.g. of an L1-pruned model).
     ``stop_at`` ends a time-boxed session after that step (at a validation step, so last.pt holds
-    it) without writing model.pt; ``resume`` continues it on the same schedule.
+    it) without writing model.pt; ``resume`` continues it on the same schedule (step-based runs).
+    With ``train.epochs`` set, training runs epoch by epoch over the windows the configured
+    sample pruning selects (:mod:`dyna_stream.train.sample_pruning`).
     """
     cfg = config.train
     if cfg.threads:
@@ -95,65 +187,52 @@ def train(config: RunConfig, *, resume: str | Path | None = None, progress: bool
     data = data or prepare_data(config, probe.tile_size)
     channels = data.train.series.shape[1]
     model = init_model or build_model(config.model, t_in=spec.t_in, t_out=spec.t_out, channels=channels)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, cfg.warmup_steps, cfg.steps))
-    start, history = 0, []
-    if resume is not None:
-        state = load_checkpoint(resume)
-        model.load_state_dict(state.model.state_dict())
-        optimizer.load_state_dict(state.training_state["optimizer"])
-        scheduler.load_state_dict(state.training_state["scheduler"])
-        generator.set_state(state.training_state["generator"])
-        start, history = state.step, list(state.metrics.get("history", []))
-        log.info("resumed %s at step %d", resume, start)
-    out_dir = Path(cfg.out_dir)
-    weights = LossWeights(cfg.lambda_data, cfg.lambda_model, cfg.lambda_budget)
-    val_point = (Operating("dyna", cfg.validation_sparsity, cfg.validation_sparsity) if cfg.policy == "dyna"
-                 else Operating(cfg.policy))
-    started = time.perf_counter() - sum(h.get("seconds", 0.0) for h in history[-1:])
-
-    def checkpoint(step: int, metrics: dict) -> Checkpoint:
-        return Checkpoint(model, config, data.normaliser, data.dataset, spec.t_in, spec.t_out,
-                          data.train.series.fill_value, metrics, step,
-                          training_state={"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                                          "generator": generator.get_state()})
-
+    if cfg.epochs is not None:
+        if resume is not None or stop_at is not None:
+            raise ConfigError("resume and stop_at work with step-based training (train.epochs: null)")
+        return _train_epochs(config, data, model, generator, progress)
+    session = _Session(config, data, model, generator, lambda s: _lr_factor(s, cfg.warmup_steps, cfg.steps))
+    start = session.resume(resume) if resume is not None else 0
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress, desc="train")
     for step in bar:
-        model.train()
-        batch = _batch(data.train, cfg.batch_size, cfg.crop, model.tile_size, generator)
-        sd, sw = ((float(torch.empty(1).uniform_(*cfg.sparsity_range, generator=generator)) for _ in range(2))
-                  if cfg.policy == "dyna" else (0.0, 0.0))
-        prediction = model(batch["frames"], batch["fallback"], data_sparsity=sd, model_sparsity=sw,
-                           policy=cfg.policy)
-        loss, parts = dyna_loss(prediction, batch["target"], batch["valid"], weights=weights,
-                                model_sparsity=sw, gate_mode=config.model.gate_mode)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        scheduler.step()
+        parts = session.optimise(_batch(data.train, cfg.batch_size, cfg.crop, model.tile_size, generator))
         bar.set_postfix(loss=f"{parts['task']:.4f}")
         if (step + 1) % cfg.validate_every == 0 or step + 1 == cfg.steps:
-            val = validate(checkpoint(step + 1, {}), data, val_point)
-            history.append({"step": step + 1, "seconds": time.perf_counter() - started, "train_task": parts["task"],
-                            "val_mse": val["mse_mean"], "val_mae": val["mae_mean"]})
-            log.info("step %d  train %.4f  val MSE %.3f %s²  MAE %.3f", step + 1, parts["task"], val["mse_mean"],
-                     data.normaliser.units, val["mae_mean"])
-            if val["mse_mean"] <= min(h["val_mse"] for h in history):
-                best = checkpoint(step + 1, {"history": history, "val": val})
-                best.training_state = {}
-                save_checkpoint(out_dir / "best.pt", best)
-            save_checkpoint(out_dir / "last.pt", checkpoint(step + 1, {"history": history, "val": val}))
+            session.validate(step + 1, parts)
             if stop_at is not None and step + 1 >= stop_at:
-                return out_dir / "last.pt"
-    selected = cfg.steps
-    if cfg.select == "best" and history:
-        best_entry = min(history, key=lambda h: h["val_mse"])
-        model.load_state_dict(load_checkpoint(out_dir / "best.pt").model.state_dict())
-        selected = best_entry["step"]
-    final = checkpoint(selected, {"history": history, "selected_step": selected,
-                                  "train_seconds": history[-1]["seconds"] if history else 0.0})
-    final.training_state = {}
-    save_checkpoint(out_dir / "model.pt", final)
-    return out_dir / "model.pt"
+                return session.out_dir / "last.pt"
+    return session.finish(cfg.steps)
+
+
+def _train_epochs(config: RunConfig, data: TrainingData, model: DynaPruner, generator: torch.Generator,
+                  progress: bool) -> Path:
+    """Epoch loop: each epoch the pruner selects windows (with loss weights), they are visited once
+    in random order, and the per-window losses go back to the pruner. The learning rate follows
+    warm-up, then a cosine over the fraction of epochs done (the number of steps depends on the
+    selections). History entries carry ``train_seconds`` (optimisation and selection only, no
+    validation) and ``samples`` (windows trained on so far)."""
+    cfg = config.train
+    position = {"progress": 0.0}
+    factor = lambda s: (s + 1) / cfg.warmup_steps if s < cfg.warmup_steps else \
+        0.5 * (1.0 + math.cos(math.pi * min(position["progress"], 1.0)))  # noqa: E731
+    session = _Session(config, data, model, generator, factor)
+    pruner = make_pruner(data.train, cfg, cfg.epochs, generator)
+    step, samples, train_seconds, parts = 0, 0, 0.0, {"task": float("nan")}
+    bar = tqdm(range(cfg.epochs), disable=not progress, desc="epochs")
+    for epoch in bar:
+        began = time.perf_counter()
+        selection = pruner.select(epoch)
+        order = torch.randperm(selection.size, generator=generator).numpy()
+        for first in range(0, selection.size, cfg.batch_size):
+            chosen = order[first:first + cfg.batch_size]
+            position["progress"] = (epoch + first / selection.size) / cfg.epochs
+            batch = _batch_of(data.train, selection.indices[chosen], cfg.crop, model.tile_size, generator)
+            parts = session.optimise(batch, torch.from_numpy(selection.weights[chosen]))
+            pruner.observe(selection.indices[chosen], parts["per_sample"])
+            step, samples = step + 1, samples + len(chosen)
+        train_seconds += time.perf_counter() - began
+        bar.set_postfix(kept=f"{selection.size}/{len(data.train)}", loss=f"{parts['task']:.4f}")
+        if (epoch + 1) % cfg.validate_every_epochs == 0 or epoch + 1 == cfg.epochs:
+            session.validate(step, parts, epoch=epoch + 1, train_seconds=train_seconds, samples=samples,
+                             kept=selection.size)
+    return session.finish(step, train_seconds=train_seconds, samples=samples)

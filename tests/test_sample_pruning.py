@@ -1,0 +1,184 @@
+"""Dynamic sample pruning (ST-Prune) and its baselines: exact kept fractions and weights, the
+annealing schedule, scores from real losses, and the untouched step-based trainer."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from dyna_stream.data.registry import get_dataset
+from dyna_stream.data.synthetic import moving_storms
+from dyna_stream.errors import ConfigError
+from dyna_stream.model.checkpoint import build_model, load_checkpoint
+from dyna_stream.model.loss import LossWeights, dyna_loss
+from dyna_stream.train.sample_pruning import (
+    PRUNERS,
+    LossOnly,
+    StaticRandom,
+    STPrune,
+    keep_schedule,
+    make_pruner,
+    mean_kept_fraction,
+    window_complexity,
+)
+from dyna_stream.train.trainer import _batch, _lr_factor, _seed_everything, prepare_data, train
+
+from conftest import tiny_config
+
+
+def storm_data(config, frames=40):
+    series = moving_storms(frames=frames, height=32, width=32)
+    return prepare_data(config, 8, train_series=series, val_series=moving_storms(frames=16, height=32, width=32))
+
+
+def pruning_config(tmp_path, *overrides):
+    return tiny_config(tmp_path, "train.epochs=4", "train.batch_size=4", *overrides)
+
+
+@pytest.fixture
+def data(tmp_path):
+    return storm_data(pruning_config(tmp_path))
+
+
+def test_each_epoch_keeps_all_high_scores_and_an_exact_share_of_the_low_ones(tmp_path, data):
+    config = pruning_config(tmp_path, "train.sample_pruning=st-prune", "train.keep_ratio=0.3",
+                            "train.prune_quantile=0.6", "train.epochs=10", "train.anneal_fraction=0.2").train
+    pruner = STPrune(data.train, config, 10, torch.Generator().manual_seed(0))
+    losses = np.random.default_rng(1).uniform(1.0, 2.0, pruner.n)
+    pruner.observe(np.arange(pruner.n), losses)                                    # every window has a loss
+    scores = pruner.scores()
+    low = np.flatnonzero(scores < np.quantile(scores, 0.6))
+    selection = pruner.select(0)
+    kept_low = np.setdiff1d(selection.indices, np.setdiff1d(np.arange(pruner.n), low))
+    assert set(np.setdiff1d(np.arange(pruner.n), low)) <= set(selection.indices)   # every high-score window
+    assert len(kept_low) == round(0.3 * len(low)) and len(set(selection.indices)) == selection.size
+    weights = dict(zip(selection.indices, selection.weights))
+    assert all(weights[i] == 1.0 for i in np.setdiff1d(selection.indices, low))
+    np.testing.assert_allclose([weights[i] for i in kept_low], len(low) / len(kept_low), rtol=1e-6)
+    # unbiased: the weighted sum over kept low-score windows equals the low-score total in expectation
+    estimates = []
+    for seed in range(300):
+        pruner.generator.manual_seed(seed)
+        s = pruner.select(0)
+        estimates.append(sum(weights_i * losses[i] for i, weights_i in zip(s.indices, s.weights) if i in set(low)))
+    assert abs(np.mean(estimates) - losses[low].sum()) < 0.02 * losses[low].sum()
+
+
+def test_the_schedule_holds_r_then_rises_linearly_to_full_data_at_the_last_epoch():
+    ratios = [keep_schedule(e, 10, 0.25, 0.3) for e in range(10)]
+    assert ratios[:7] == [0.25] * 7
+    assert ratios[-1] == 1.0 and np.all(np.diff(ratios[6:]) > 0)
+    np.testing.assert_allclose(ratios[7:], 0.25 + 0.75 * np.array([1, 2, 3]) / 3)
+
+
+def test_the_last_epoch_trains_on_every_window(tmp_path, data):
+    config = pruning_config(tmp_path, "train.sample_pruning=st-prune").train
+    pruner = STPrune(data.train, config, 4, torch.Generator().manual_seed(0))
+    pruner.observe(np.arange(pruner.n), np.random.default_rng(0).random(pruner.n))
+    selection = pruner.select(3)
+    assert sorted(selection.indices) == list(range(pruner.n)) and np.all(selection.weights == 1.0)
+
+
+def test_complexity_ranks_moving_structure_above_calm_windows(tmp_path):
+    config = pruning_config(tmp_path)
+    spec = get_dataset(config.data.name)
+    calm = moving_storms(frames=20, height=32, width=32)
+    calm.values[:10] = calm.fill_value                        # the first windows see an empty sky
+    data = prepare_data(config, 8, train_series=calm, val_series=calm)
+    complexity = window_complexity(data.train)
+    assert complexity.shape == (len(data.train),) and 0.0 <= complexity.min() <= complexity.max() <= 1.0
+    first_busy = 10 - spec.t_in - spec.t_out + 1
+    assert complexity[0] < complexity[first_busy + 2:].min()
+
+
+def test_scores_follow_the_real_losses_of_training(tmp_path):
+    config = pruning_config(tmp_path, "train.sample_pruning=st-prune", "train.epochs=2")
+    data = storm_data(config)
+    seen = {}
+    original = STPrune.observe
+
+    def spy(self, indices, losses):
+        seen.update(zip(indices.tolist(), losses))
+        original(self, indices, losses)
+
+    STPrune.observe = spy
+    try:
+        checkpoint = load_checkpoint(train(config, progress=False, data=data))
+    finally:
+        STPrune.observe = original
+    assert len(seen) == len(data.train)                      # every window trained on at least once
+    assert all(math.isfinite(v) and v > 0 for v in seen.values()) and len(set(seen.values())) > 1
+    history = checkpoint.metrics["history"]
+    assert [h["epoch"] for h in history] == [1, 2] and history[-1]["kept"] == len(data.train)
+    assert history[0]["samples"] < len(data.train) + 1 and checkpoint.metrics["samples"] > len(data.train)
+
+
+def test_per_sample_losses_are_the_batch_task_loss_and_weights_scale_it(tiny_model):
+    batch = {"frames": torch.randn(3, 3, 1, 16, 16), "fallback": torch.zeros(3, 2, 1, 16, 16),
+             "target": torch.randn(3, 2, 1, 16, 16), "valid": torch.ones(3, 2, 1, 16, 16, dtype=torch.bool)}
+    prediction = tiny_model(batch["frames"], batch["fallback"], data_sparsity=0.5, model_sparsity=0.5)
+    _, plain = dyna_loss(prediction, batch["target"], batch["valid"], weights=LossWeights(), model_sparsity=0.5,
+                         gate_mode="topk")
+    _, weighted = dyna_loss(prediction, batch["target"], batch["valid"], weights=LossWeights(), model_sparsity=0.5,
+                            gate_mode="topk", sample_weight=torch.tensor([1.0, 2.0, 4.0]))
+    assert plain["task"] == pytest.approx(np.mean(plain["per_sample"]), rel=1e-6)
+    assert weighted["task"] == pytest.approx(np.mean(np.array(plain["per_sample"]) * [1, 2, 4]), rel=1e-6)
+
+
+def test_baselines_static_random_is_fixed_and_loss_only_keeps_unseen_windows(tmp_path, data):
+    config = pruning_config(tmp_path, "train.sample_pruning=static-random", "train.epochs=10").train
+    static = StaticRandom(data.train, config, 10, torch.Generator().manual_seed(0))
+    first = static.select(0).indices
+    assert np.array_equal(first, static.select(9).indices)
+    assert len(first) == round(mean_kept_fraction(config, 10) * len(data.train))
+    loss_only = LossOnly(data.train, config, 10, torch.Generator().manual_seed(0))
+    assert loss_only.select(0).size == len(data.train)     # no losses yet: nothing to prune on
+    assert set(PRUNERS) == {"off", "st-prune", "infobatch", "static-random"}
+
+
+def test_pruning_off_leaves_the_step_trainer_bit_identical(tmp_path):
+    """A reference copy of the step-based loop as it was before sample pruning existed."""
+    config = tiny_config(tmp_path, "train.validate_every=100")
+    data = storm_data(config, frames=16)
+    trained = load_checkpoint(train(config, progress=False, data=data)).model.state_dict()
+
+    cfg = config.train
+    generator = _seed_everything(cfg.seed)
+    spec = get_dataset(config.data.name)
+    build_model(config.model, t_in=spec.t_in, t_out=spec.t_out, channels=1)      # the tile-size probe
+    model = build_model(config.model, t_in=spec.t_in, t_out=spec.t_out, channels=1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, cfg.warmup_steps, cfg.steps))
+    for _ in range(cfg.steps):
+        model.train()
+        batch = _batch(data.train, cfg.batch_size, cfg.crop, model.tile_size, generator)
+        sd, sw = (float(torch.empty(1).uniform_(*cfg.sparsity_range, generator=generator)) for _ in range(2))
+        prediction = model(batch["frames"], batch["fallback"], data_sparsity=sd, model_sparsity=sw, policy="dyna")
+        loss, _ = dyna_loss(prediction, batch["target"], batch["valid"],
+                            weights=LossWeights(cfg.lambda_data, cfg.lambda_model, cfg.lambda_budget),
+                            model_sparsity=sw, gate_mode="topk")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        scheduler.step()
+    for name, value in model.state_dict().items():
+        assert torch.equal(trained[name], value), name
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("train.keep_ratio=0", "greater than 0"), ("train.keep_ratio=1.5", "less than or equal to 1"),
+    ("train.anneal_fraction=0", "never returns to the full data"),
+])
+def test_bad_pruning_settings_are_refused_with_the_reason(tmp_path, override, message):
+    with pytest.raises(ConfigError, match=message):
+        pruning_config(tmp_path, "train.sample_pruning=st-prune", override)
+
+
+def test_pruning_without_epochs_and_tiny_data_sets_are_handled(tmp_path, caplog):
+    with pytest.raises(ConfigError, match="set train.epochs"):
+        tiny_config(tmp_path, "train.sample_pruning=st-prune")
+    config = pruning_config(tmp_path, "train.sample_pruning=st-prune")
+    tiny = storm_data(config, frames=14)                    # 3 windows, fewer than MIN_WINDOWS
+    pruner = make_pruner(tiny.train, config.train, 4, torch.Generator())
+    assert type(pruner).__name__ == "SamplePruner" and "training on the full data instead" in caplog.text
