@@ -57,6 +57,11 @@ class TrainConfig(_Strict):
     complexity_weight: float = Field(0.5, ge=0, le=1, description="α: complexity vs loss in the st-prune score")
     anneal_fraction: float = Field(0.15, le=1, description="final share of epochs over which r rises to 1")
 
+    @field_validator("sample_pruning", mode="before")
+    @classmethod
+    def _yaml_off(cls, value):
+        return "off" if value is False else value      # YAML 1.1 reads a bare `off` as false
+
     @field_validator("anneal_fraction")
     @classmethod
     def _reaches_full_data(cls, value: float) -> float:

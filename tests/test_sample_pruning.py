@@ -182,3 +182,7 @@ def test_pruning_without_epochs_and_tiny_data_sets_are_handled(tmp_path, caplog)
     tiny = storm_data(config, frames=14)                    # 3 windows, fewer than MIN_WINDOWS
     pruner = make_pruner(tiny.train, config.train, 4, torch.Generator())
     assert type(pruner).__name__ == "SamplePruner" and "training on the full data instead" in caplog.text
+
+
+def test_a_bare_yaml_off_means_no_pruning(tmp_path):
+    assert tiny_config(tmp_path, "train.sample_pruning=off").train.sample_pruning == "off"

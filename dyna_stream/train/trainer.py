@@ -210,29 +210,33 @@ def _train_epochs(config: RunConfig, data: TrainingData, model: DynaPruner, gene
     in random order, and the per-window losses go back to the pruner. The learning rate follows
     warm-up, then a cosine over the fraction of epochs done (the number of steps depends on the
     selections). History entries carry ``train_seconds`` (optimisation and selection only, no
-    validation) and ``samples`` (windows trained on so far)."""
+    validation) and ``samples`` (windows trained on so far); the final metrics add
+    ``selection_seconds``, the pruner's own cost (scoring, selecting, recording losses)."""
     cfg = config.train
     position = {"progress": 0.0}
     factor = lambda s: (s + 1) / cfg.warmup_steps if s < cfg.warmup_steps else \
         0.5 * (1.0 + math.cos(math.pi * min(position["progress"], 1.0)))  # noqa: E731
     session = _Session(config, data, model, generator, factor)
     pruner = make_pruner(data.train, cfg, cfg.epochs, generator)
-    step, samples, train_seconds, parts = 0, 0, 0.0, {"task": float("nan")}
+    step, samples, train_seconds, selection_seconds, parts = 0, 0, 0.0, 0.0, {"task": float("nan")}
     bar = tqdm(range(cfg.epochs), disable=not progress, desc="epochs")
     for epoch in bar:
         began = time.perf_counter()
         selection = pruner.select(epoch)
+        selection_seconds += time.perf_counter() - began
         order = torch.randperm(selection.size, generator=generator).numpy()
         for first in range(0, selection.size, cfg.batch_size):
             chosen = order[first:first + cfg.batch_size]
             position["progress"] = (epoch + first / selection.size) / cfg.epochs
             batch = _batch_of(data.train, selection.indices[chosen], cfg.crop, model.tile_size, generator)
             parts = session.optimise(batch, torch.from_numpy(selection.weights[chosen]))
+            observed = time.perf_counter()
             pruner.observe(selection.indices[chosen], parts["per_sample"])
+            selection_seconds += time.perf_counter() - observed
             step, samples = step + 1, samples + len(chosen)
         train_seconds += time.perf_counter() - began
         bar.set_postfix(kept=f"{selection.size}/{len(data.train)}", loss=f"{parts['task']:.4f}")
         if (epoch + 1) % cfg.validate_every_epochs == 0 or epoch + 1 == cfg.epochs:
             session.validate(step, parts, epoch=epoch + 1, train_seconds=train_seconds, samples=samples,
                              kept=selection.size)
-    return session.finish(step, train_seconds=train_seconds, samples=samples)
+    return session.finish(step, train_seconds=train_seconds, samples=samples, selection_seconds=selection_seconds)

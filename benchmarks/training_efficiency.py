@@ -1,0 +1,139 @@
+"""Training efficiency of dynamic sample pruning (DESIGN §2b): full data, ST-Prune, loss-only
+(InfoBatch-style) and a static random subset of ST-Prune's mean epoch size, trained with the same
+model, seed and number of epochs, one after another in this process.
+
+    python benchmarks/training_efficiency.py [--datasets radar-fmi taxi-nyc] [--out docs/benchmarks/training_efficiency]
+
+Reports per variant: training wall time (optimisation + window selection, validation excluded),
+windows trained on, test MSE/MAE of the selected model (lowest validation MSE), and the ratios to
+full data; writes <out>.json, <out>.md and <out>.png (validation MSE against training time).
+radar-fmi trains the product's Dyna-Pruner SimVP (configs/radar_simvp.yaml; scored at sd=sw=0.7);
+taxi-nyc's 16 × 12 grid is a single 16-pixel tile, so it trains the same SimVP dense.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from dyna_stream.config import load_config  # noqa: E402
+from dyna_stream.data.registry import get_dataset, load_split  # noqa: E402
+from dyna_stream.evaluate.runner import Operating  # noqa: E402
+from dyna_stream.model.checkpoint import build_model, load_checkpoint  # noqa: E402
+from dyna_stream.train.trainer import prepare_data, train, validate  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+VARIANTS = ("off", "st-prune", "infobatch", "static-random")
+LABELS = {"off": "full data", "st-prune": "ST-Prune", "infobatch": "loss only (InfoBatch-style)",
+          "static-random": "static random subset"}
+
+
+@dataclass(frozen=True)
+class Setup:
+    overrides: tuple[str, ...]
+
+
+SETUPS = {
+    "radar-fmi": Setup(("train.epochs=150", "train.validate_every_epochs=10", "train.warmup_steps=20")),
+    "taxi-nyc": Setup(("data.name=taxi-nyc", "train.policy=dense", "train.batch_size=32", "train.crop=16",
+                       "train.epochs=120", "train.validate_every_epochs=10", "train.warmup_steps=20")),
+}
+
+
+def run_dataset(name: str, variants: tuple[str, ...], data_root: str | None, work: Path,
+                extra: list[str]) -> dict:
+    base = [*SETUPS[name].overrides, "train.threads=2", *extra] + ([f"data.root={data_root}"] if data_root else [])
+    config = load_config(REPO / "configs" / "radar_simvp.yaml", base)
+    spec = get_dataset(config.data.name)
+    channels = load_split(spec.name, "train", config.data.root).shape[1]
+    tile = build_model(config.model, t_in=spec.t_in, t_out=spec.t_out, channels=channels).tile_size
+    data = prepare_data(config, tile)
+    test = prepare_data(config, tile, train_series=data.train.series,
+                        val_series=load_split(spec.name, "test", config.data.root))
+    rows = {}
+    for variant in variants:
+        run = load_config(REPO / "configs" / "radar_simvp.yaml",
+                          [*base, f"train.sample_pruning={variant}", f"train.out_dir={work / name / variant}"])
+        checkpoint = load_checkpoint(train(run, data=data, progress=False))
+        history = checkpoint.metrics["history"]
+        scores = validate(checkpoint, test, _operating(run))
+        rows[variant] = {"train_seconds": checkpoint.metrics["train_seconds"], "samples": checkpoint.metrics["samples"],
+                         "selection_seconds": checkpoint.metrics["selection_seconds"],
+                         "steps": history[-1]["step"], "test_mse": scores["mse_mean"], "test_mae": scores["mae_mean"],
+                         "curve": [(h["train_seconds"], h["val_mse"]) for h in history]}
+        print(f"{name} {variant:>14}: {rows[variant]['train_seconds']:7.1f} s, {rows[variant]['samples']:7d} windows, "
+              f"test MSE {scores['mse_mean']:.3f}, MAE {scores['mae_mean']:.3f}", flush=True)
+    return {"windows": len(data.train), "epochs": config.train.epochs, "units": data.normaliser.units,
+            "settings": {k: getattr(config.train, k) for k in ("keep_ratio", "prune_quantile", "complexity_weight",
+                                                                "anneal_fraction", "batch_size", "policy")},
+            "rows": rows}
+
+
+def _operating(config) -> Operating:
+    cfg = config.train
+    return Operating("dyna", cfg.validation_sparsity, cfg.validation_sparsity) if cfg.policy == "dyna" \
+        else Operating(cfg.policy)
+
+
+def table(results: dict) -> str:
+    lines = []
+    for name, result in results.items():
+        full = result["rows"].get("off")
+        lines += [f"### {name} ({result['windows']} training windows, {result['epochs']} epochs, "
+                  f"MSE in ({result['units']})²)", "",
+                  "| variant | train time s | speed-up | pruner overhead | windows seen | test MSE | vs full "
+                  "| test MAE |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for variant, row in result["rows"].items():
+            speed = f"{full['train_seconds'] / row['train_seconds']:.2f}×" if full else "–"
+            delta = f"{100 * (row['test_mse'] / full['test_mse'] - 1):+.1f} %" if full else "–"
+            overhead = f"{100 * row['selection_seconds'] / row['train_seconds']:.2f} %"
+            lines.append(f"| {LABELS[variant]} | {row['train_seconds']:.1f} | {speed} | {overhead} | "
+                         f"{row['samples']} | {row['test_mse']:.3f} | {delta} | {row['test_mae']:.3f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(results: dict, path: Path) -> None:
+    figure, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 4), squeeze=False)
+    for axis, (name, result) in zip(axes[0], results.items()):
+        for variant, row in result["rows"].items():
+            seconds, mse = zip(*row["curve"])
+            axis.plot(seconds, mse, marker="o", markersize=3, label=LABELS[variant])
+        axis.set(title=name, xlabel="training time, s (validation excluded)",
+                 ylabel=f"validation MSE ({result['units']})²")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=list(SETUPS), choices=list(SETUPS))
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--set", action="append", default=[], help="extra config override, e.g. train.keep_ratio=0.3")
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks" / "training_efficiency")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    with tempfile.TemporaryDirectory() as work:
+        results = {name: run_dataset(name, tuple(args.variants), args.data_root, Path(work), args.set)
+                   for name in args.datasets}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(results, indent=2))
+    args.out.with_suffix(".md").write_text(table(results))
+    plot(results, args.out.with_suffix(".png"))
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
