@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import platform
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,7 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import Image
 
 from dyna_stream.assets import BUNDLED_MODEL
@@ -287,14 +290,23 @@ class NowcastNode(LifecycleNode):
 
 
 def main(args: list[str] | None = None) -> None:
-    """Spin until SIGINT/SIGTERM; the forecast in flight is finished before exit."""
-    rclpy.init(args=args)
+    """Spin until SIGINT/SIGTERM; the forecast in flight is finished before exit.
+
+    The signal handlers only set a flag that the spin loop checks every 0.1 s: rclpy's own
+    handlers raise KeyboardInterrupt wherever the main thread happens to be, which can leave an
+    executor lock held and hang the cleanup. KeyboardInterrupt and ExternalShutdownException (the
+    context shut down from elsewhere) still end the node cleanly."""
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     node = None
     try:
         node = NowcastNode()
         executor = MultiThreadedExecutor(num_threads=2)
         executor.add_node(node)
-        executor.spin()
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

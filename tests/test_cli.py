@@ -1,4 +1,5 @@
 """The front door: `dyna-stream predict` on the bundled model and sample, and clear errors."""
+import importlib.util
 import subprocess
 import sys
 
@@ -7,6 +8,8 @@ import pytest
 
 from dyna_stream.assets import BUNDLED_MODEL, BUNDLED_SAMPLE
 from dyna_stream.cli import main
+
+from conftest import REPO
 
 
 def test_bundled_assets_are_small_and_present():
@@ -52,3 +55,10 @@ def test_bad_input_exits_2_with_a_message_and_writes_nothing(tmp_path, args, mes
 def test_too_few_frames_are_refused(tmp_path):
     np.save(tmp_path / "short.npy", np.zeros((3, 32, 32), np.float32))
     assert main(["-q", "predict", "--input", str(tmp_path / "short.npy"), "--out", str(tmp_path / "o")]) == 2
+
+
+@pytest.mark.skipif(importlib.util.find_spec("rclpy") is not None, reason="ROS 2 is installed here")
+def test_nowcast_node_without_ros_says_what_is_missing():
+    run = subprocess.run([sys.executable, "-c", "from ros2_pkg.entry import main; main()"], capture_output=True,
+                         text=True, timeout=60, cwd=REPO)
+    assert run.returncode == 1 and "nowcast_node needs ROS 2" in run.stderr and "Traceback" not in run.stderr
