@@ -23,6 +23,7 @@ from ..evaluate.runner import Operating, model_forecasts, score
 from ..model.checkpoint import Checkpoint, build_model, load_checkpoint, save_checkpoint
 from ..model.dynapruner import DynaPruner
 from ..model.loss import LossWeights, dyna_loss
+from .distributed import SINGLE_PROCESS, Distributed, from_environment
 from .sample_pruning import make_pruner
 
 log = logging.getLogger(__name__)
@@ -85,9 +86,10 @@ class _Session:
     and the epoch-based loops drive it."""
 
     def __init__(self, config: RunConfig, data: TrainingData, model: DynaPruner, generator: torch.Generator,
-                 lr_factor) -> None:
+                 lr_factor, distributed: Distributed = SINGLE_PROCESS) -> None:
         cfg = self.cfg = config.train
         self.config, self.data, self.model, self.generator = config, data, model, generator
+        self.distributed, self.forward = distributed, distributed.wrap(model)
         self.spec = get_dataset(config.data.name)
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor)
@@ -123,8 +125,8 @@ class _Session:
         model.train()
         sd, sw = ((float(torch.empty(1).uniform_(*cfg.sparsity_range, generator=self.generator)) for _ in range(2))
                   if cfg.policy == "dyna" else (0.0, 0.0))
-        prediction = model(batch["frames"], batch["fallback"], data_sparsity=sd, model_sparsity=sw,
-                           policy=cfg.policy)
+        prediction = self.forward(batch["frames"], batch["fallback"], data_sparsity=sd, model_sparsity=sw,
+                                  policy=cfg.policy)
         loss, parts = dyna_loss(prediction, batch["target"], batch["valid"], weights=self.weights,
                                 model_sparsity=sw, gate_mode=self.config.model.gate_mode, sample_weight=sample_weight)
         self.optimizer.zero_grad(set_to_none=True)
@@ -134,8 +136,11 @@ class _Session:
         self.scheduler.step()
         return parts
 
-    def validate(self, step: int, parts: dict, **extra) -> dict:
-        """Score the validation split, append to the history, write last.pt (and best.pt)."""
+    def validate(self, step: int, parts: dict, **extra) -> dict | None:
+        """Score the validation split, append to the history, write last.pt (and best.pt); on
+        rank 0 only (the other ranks return None)."""
+        if not self.distributed.main:
+            return None
         data = self.data
         val = validate(self.checkpoint(step, {}), data, self.val_point)
         self.history.append({"step": step, "seconds": time.perf_counter() - self.started, "train_task": parts["task"],
@@ -150,7 +155,11 @@ class _Session:
         return val
 
     def finish(self, last_step: int, **metrics) -> Path:
-        """model.pt: the best (train.select: best) or the last weights."""
+        """model.pt: the best (train.select: best) or the last weights (written by rank 0; the
+        other ranks wait for it)."""
+        if not self.distributed.main:
+            self.distributed.barrier()
+            return self.out_dir / "model.pt"
         selected = last_step
         if self.cfg.select == "best" and self.history:
             best_entry = min(self.history, key=lambda h: h["val_mse"])
@@ -158,9 +167,10 @@ class _Session:
             selected = best_entry["step"]
         final = self.checkpoint(selected, {"history": self.history, "selected_step": selected,
                                            "train_seconds": self.history[-1]["seconds"] if self.history else 0.0,
-                                           **metrics})
+                                           "world_size": self.distributed.world_size, **metrics})
         final.training_state = {}
         save_checkpoint(self.out_dir / "model.pt", final)
+        self.distributed.barrier()
         return self.out_dir / "model.pt"
 
 
@@ -181,6 +191,7 @@ def train(config: RunConfig, *, resume: str | Path | None = None, progress: bool
     cfg = config.train
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    distributed = from_environment()
     generator = _seed_everything(cfg.seed)
     spec = get_dataset(config.data.name)
     probe = build_model(config.model, t_in=spec.t_in, t_out=spec.t_out, channels=1)
@@ -190,16 +201,24 @@ def train(config: RunConfig, *, resume: str | Path | None = None, progress: bool
     if cfg.epochs is not None:
         if resume is not None or stop_at is not None:
             raise ConfigError("resume and stop_at work with step-based training (train.epochs: null)")
+        if distributed.active:
+            raise ConfigError("epoch-based training (train.epochs, sample pruning) runs in one process; "
+                              "use step-based training with torchrun")
         return _train_epochs(config, data, model, generator, progress)
-    session = _Session(config, data, model, generator, lambda s: _lr_factor(s, cfg.warmup_steps, cfg.steps))
+    if distributed.active:
+        generator.manual_seed(distributed.seed(cfg.seed))         # each rank its own batches
+    session = _Session(config, data, model, generator, lambda s: _lr_factor(s, cfg.warmup_steps, cfg.steps),
+                       distributed)
     start = session.resume(resume) if resume is not None else 0
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress, desc="train")
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress or not distributed.main,
+               desc="train")
     for step in bar:
         parts = session.optimise(_batch(data.train, cfg.batch_size, cfg.crop, model.tile_size, generator))
         bar.set_postfix(loss=f"{parts['task']:.4f}")
         if (step + 1) % cfg.validate_every == 0 or step + 1 == cfg.steps:
             session.validate(step + 1, parts)
             if stop_at is not None and step + 1 >= stop_at:
+                distributed.barrier()
                 return session.out_dir / "last.pt"
     return session.finish(cfg.steps)
 

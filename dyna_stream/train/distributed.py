@@ -1,0 +1,65 @@
+"""Data-parallel training across processes (``torchrun --nproc_per_node=N``).
+
+torchrun sets RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT; :func:`from_environment` joins the
+process group (gloo on CPU, NCCL on GPU). Every rank draws its own batches (rank 0 the same ones
+a single-process run draws; rank r from seed + 1000·r) and DistributedDataParallel averages the
+gradients, so the effective batch is N × train.batch_size. Rank 0 alone validates and writes
+checkpoints. Without torchrun (WORLD_SIZE unset or 1) nothing changes.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+log = logging.getLogger(__name__)
+RANK_SEED_STRIDE = 1000
+
+
+@dataclass(frozen=True)
+class Distributed:
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def seed(self, seed: int) -> int:
+        """This rank's batch-sampling seed."""
+        return seed + RANK_SEED_STRIDE * self.rank
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The module to run forward passes through (DDP when several processes train)."""
+        if not self.active:
+            return model
+        # sd/sw and the masks differ per rank and step, so some units may get no gradient
+        return DistributedDataParallel(model, find_unused_parameters=True)
+
+    def barrier(self) -> None:
+        if self.active:
+            dist.barrier()
+
+
+def from_environment() -> Distributed:
+    """Join the process group torchrun describes; a single process otherwise."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return Distributed()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    rank = dist.get_rank()
+    if rank == 0:
+        log.info("data-parallel training on %d processes (%s)", world_size, dist.get_backend())
+    return Distributed(rank, dist.get_world_size())
+
+
+SINGLE_PROCESS = Distributed()

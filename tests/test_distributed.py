@@ -1,0 +1,34 @@
+"""Data-parallel training with torchrun: 2 CPU processes (gloo) inside a private network
+namespace (loopback only), replicas in sync, one checkpoint written by rank 0."""
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from dyna_stream.model.checkpoint import load_checkpoint
+
+from conftest import REPO
+
+needs_namespace = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
+                                     reason="needs root and unshare for a private network namespace")
+
+
+@needs_namespace
+def test_two_processes_train_in_sync_and_rank0_writes_the_checkpoint(tmp_path):
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                str(REPO / "tests" / "ddp_train.py"), str(tmp_path)]
+    script = "ip link set lo up && export GLOO_SOCKET_IFNAME=lo && exec \"$@\""
+    run = subprocess.run(["unshare", "--net", "--", "bash", "-c", script, "bash", *torchrun], capture_output=True,
+                         text=True, timeout=300, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
+    for name, value in ranks[0]["parameters"].items():
+        assert torch.equal(value, ranks[1]["parameters"][name]), name     # replicas stayed identical
+    checkpoint = load_checkpoint(tmp_path / "run" / "model.pt")
+    assert checkpoint.metrics["world_size"] == 2 and [h["step"] for h in checkpoint.metrics["history"]] == [3, 6]
+    for name, value in checkpoint.model.named_parameters():
+        assert torch.equal(value, ranks[0]["parameters"][name]), name
+    assert (tmp_path / "run" / "last.pt").is_file() and (tmp_path / "run" / "best.pt").is_file()
