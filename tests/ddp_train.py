@@ -1,6 +1,7 @@
 """Run by tests/test_distributed.py under ``torchrun --nproc_per_node=2``: trains a tiny model
-on synthetic storms; each rank writes its final in-memory parameters (DDP keeps them identical; BatchNorm
-running statistics are per rank, and rank 0's go into the checkpoint)."""
+on synthetic storms (step-based, or epoch-based with ST-Prune); each rank writes its final
+in-memory parameters (DDP keeps them identical; BatchNorm running statistics stay per rank, and
+rank 0's go into the checkpoint)."""
 import sys
 from pathlib import Path
 
@@ -16,8 +17,11 @@ from dyna_stream.train.trainer import prepare_data, train  # noqa: E402
 
 from conftest import tiny_config  # noqa: E402
 
-out = Path(sys.argv[1])
-config = tiny_config(out, "train.steps=6", "train.validate_every=3", "train.threads=1", "train.select=last")
+out, mode = Path(sys.argv[1]), sys.argv[2]
+schedule = {"steps": ["train.steps=6", "train.validate_every=3"],
+            "st-prune": ["train.epochs=4", "train.validate_every_epochs=2", "train.sample_pruning=st-prune",
+                         "train.prune_quantile=0.5", "train.keep_ratio=0.5"]}[mode]
+config = tiny_config(out, *schedule, "train.threads=1", "train.select=last")
 spec = get_dataset(config.data.name)
 series = moving_storms(frames=20, height=32, width=32)
 data = prepare_data(config, 8, train_series=series, val_series=series)

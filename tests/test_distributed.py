@@ -17,9 +17,10 @@ needs_namespace = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare"
 
 
 @needs_namespace
-def test_two_processes_train_in_sync_and_rank0_writes_the_checkpoint(tmp_path):
+@pytest.mark.parametrize("mode", ["steps", "st-prune"])
+def test_two_processes_train_in_sync_and_rank0_writes_the_checkpoint(tmp_path, mode):
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                str(REPO / "tests" / "ddp_train.py"), str(tmp_path)]
+                str(REPO / "tests" / "ddp_train.py"), str(tmp_path), mode]
     script = "ip link set lo up && export GLOO_SOCKET_IFNAME=lo && exec \"$@\""
     run = subprocess.run(["unshare", "--net", "--", "bash", "-c", script, "bash", *torchrun], capture_output=True,
                          text=True, timeout=300, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -28,7 +29,13 @@ def test_two_processes_train_in_sync_and_rank0_writes_the_checkpoint(tmp_path):
     for name, value in ranks[0]["parameters"].items():
         assert torch.equal(value, ranks[1]["parameters"][name]), name     # replicas stayed identical
     checkpoint = load_checkpoint(tmp_path / "run" / "model.pt")
-    assert checkpoint.metrics["world_size"] == 2 and [h["step"] for h in checkpoint.metrics["history"]] == [3, 6]
+    history = checkpoint.metrics["history"]
+    assert checkpoint.metrics["world_size"] == 2
+    if mode == "steps":
+        assert [h["step"] for h in history] == [3, 6]
+    else:   # the last epoch is full data: 9 windows dealt to 2 ranks (padded to 10), all observed
+        assert [h["epoch"] for h in history] == [2, 4] and history[-1]["kept"] == 9
+        assert checkpoint.metrics["samples"] > 10 and checkpoint.metrics["samples"] % 2 == 0
     for name, value in checkpoint.model.named_parameters():
         assert torch.equal(value, ranks[0]["parameters"][name]), name
     assert (tmp_path / "run" / "last.pt").is_file() and (tmp_path / "run" / "best.pt").is_file()

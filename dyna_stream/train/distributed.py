@@ -3,8 +3,11 @@
 torchrun sets RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT; :func:`from_environment` joins the
 process group (gloo on CPU, NCCL on GPU). Every rank draws its own batches (rank 0 the same ones
 a single-process run draws; rank r from seed + 1000·r) and DistributedDataParallel averages the
-gradients, so the effective batch is N × train.batch_size. Rank 0 alone validates and writes
-checkpoints. Without torchrun (WORLD_SIZE unset or 1) nothing changes.
+gradients, so the effective batch is N × train.batch_size. In epoch-based training (and with
+sample pruning) every rank makes the same selection and visiting order from the shared seed,
+takes its shard of it, and the per-window losses are gathered so the pruners stay identical.
+Rank 0 alone validates and writes checkpoints. Without torchrun (WORLD_SIZE unset or 1)
+nothing changes.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import logging
 import os
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
@@ -43,6 +47,24 @@ class Distributed:
             return model
         # sd/sw and the masks differ per rank and step, so some units may get no gradient
         return DistributedDataParallel(model, find_unused_parameters=True)
+
+    def shard(self, order: np.ndarray) -> np.ndarray:
+        """This rank's share of an epoch's visiting order, as DistributedSampler deals it: padded by
+        repeating from the start so every rank takes the same number of steps."""
+        if not self.active:
+            return order
+        per_rank = -(-len(order) // self.world_size)
+        return np.resize(order, per_rank * self.world_size)[self.rank::self.world_size]
+
+    def gather(self, indices: np.ndarray, losses: list[float]) -> tuple[np.ndarray, list[float]]:
+        """Every rank's (window indices, losses) of this step, so that all ranks' sample pruners
+        hold the same losses and so select the same windows."""
+        if not self.active:
+            return indices, losses
+        gathered: list = [None] * self.world_size
+        dist.all_gather_object(gathered, (indices.tolist(), list(losses)))
+        return (np.array([i for part in gathered for i in part[0]], dtype=np.int64),
+                [value for part in gathered for value in part[1]])
 
     def barrier(self) -> None:
         if self.active:

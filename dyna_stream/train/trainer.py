@@ -201,10 +201,7 @@ def train(config: RunConfig, *, resume: str | Path | None = None, progress: bool
     if cfg.epochs is not None:
         if resume is not None or stop_at is not None:
             raise ConfigError("resume and stop_at work with step-based training (train.epochs: null)")
-        if distributed.active:
-            raise ConfigError("epoch-based training (train.epochs, sample pruning) runs in one process; "
-                              "use step-based training with torchrun")
-        return _train_epochs(config, data, model, generator, progress)
+        return _train_epochs(config, data, model, generator, progress, distributed)
     if distributed.active:
         generator.manual_seed(distributed.seed(cfg.seed))         # each rank its own batches
     session = _Session(config, data, model, generator, lambda s: _lr_factor(s, cfg.warmup_steps, cfg.steps),
@@ -224,35 +221,39 @@ def train(config: RunConfig, *, resume: str | Path | None = None, progress: bool
 
 
 def _train_epochs(config: RunConfig, data: TrainingData, model: DynaPruner, generator: torch.Generator,
-                  progress: bool) -> Path:
+                  progress: bool, distributed: Distributed = SINGLE_PROCESS) -> Path:
     """Epoch loop: each epoch the pruner selects windows (with loss weights), they are visited once
     in random order, and the per-window losses go back to the pruner. The learning rate follows
     warm-up, then a cosine over the fraction of epochs done (the number of steps depends on the
     selections). History entries carry ``train_seconds`` (optimisation and selection only, no
     validation) and ``samples`` (windows trained on so far); the final metrics add
-    ``selection_seconds``, the pruner's own cost (scoring, selecting, recording losses)."""
+    ``selection_seconds``, the pruner's own cost (scoring, selecting, recording losses).
+    Under torchrun ``generator`` (same seed on every rank) drives selections and orders, and each
+    rank crops and draws sparsities with its own generator; ``samples`` counts all ranks."""
     cfg = config.train
     position = {"progress": 0.0}
     factor = lambda s: (s + 1) / cfg.warmup_steps if s < cfg.warmup_steps else \
         0.5 * (1.0 + math.cos(math.pi * min(position["progress"], 1.0)))  # noqa: E731
-    session = _Session(config, data, model, generator, factor)
+    own = torch.Generator().manual_seed(distributed.seed(cfg.seed)) if distributed.active else generator
+    session = _Session(config, data, model, own, factor, distributed)
     pruner = make_pruner(data.train, cfg, cfg.epochs, generator)
     step, samples, train_seconds, selection_seconds, parts = 0, 0, 0.0, 0.0, {"task": float("nan")}
-    bar = tqdm(range(cfg.epochs), disable=not progress, desc="epochs")
+    bar = tqdm(range(cfg.epochs), disable=not progress or not distributed.main, desc="epochs")
     for epoch in bar:
         began = time.perf_counter()
         selection = pruner.select(epoch)
         selection_seconds += time.perf_counter() - began
-        order = torch.randperm(selection.size, generator=generator).numpy()
-        for first in range(0, selection.size, cfg.batch_size):
+        order = distributed.shard(torch.randperm(selection.size, generator=generator).numpy())
+        for first in range(0, len(order), cfg.batch_size):
             chosen = order[first:first + cfg.batch_size]
-            position["progress"] = (epoch + first / selection.size) / cfg.epochs
-            batch = _batch_of(data.train, selection.indices[chosen], cfg.crop, model.tile_size, generator)
+            position["progress"] = (epoch + first / len(order)) / cfg.epochs
+            batch = _batch_of(data.train, selection.indices[chosen], cfg.crop, model.tile_size, own)
             parts = session.optimise(batch, torch.from_numpy(selection.weights[chosen]))
             observed = time.perf_counter()
-            pruner.observe(selection.indices[chosen], parts["per_sample"])
+            indices, losses = distributed.gather(selection.indices[chosen], parts["per_sample"])
+            pruner.observe(indices, losses)
             selection_seconds += time.perf_counter() - observed
-            step, samples = step + 1, samples + len(chosen)
+            step, samples = step + 1, samples + len(indices)
         train_seconds += time.perf_counter() - began
         bar.set_postfix(kept=f"{selection.size}/{len(data.train)}", loss=f"{parts['task']:.4f}")
         if (epoch + 1) % cfg.validate_every_epochs == 0 or epoch + 1 == cfg.epochs:
