@@ -27,10 +27,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from dyna_stream.config import load_config  # noqa: E402
 from dyna_stream.data.registry import get_dataset, load_split  # noqa: E402
-from dyna_stream.evaluate.runner import Operating  # noqa: E402
 from dyna_stream.model.checkpoint import build_model, load_checkpoint  # noqa: E402
 from dyna_stream.train.sample_pruning import mean_kept_fraction  # noqa: E402
-from dyna_stream.train.trainer import prepare_data, train, validate  # noqa: E402
+from dyna_stream.train.trainer import prepare_data, train, validate, validation_point  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = ("off", "st-prune", "infobatch", "static-random", "fewer-epochs")
@@ -66,7 +65,7 @@ def run_dataset(name: str, variants: tuple[str, ...], data_root: str | None, wor
                                                                    f"train.out_dir={work / name / variant}"])
         checkpoint = load_checkpoint(train(run, data=data, progress=False))
         history = checkpoint.metrics["history"]
-        scores = validate(checkpoint, test, _operating(run))
+        scores = validate(checkpoint, test, validation_point(run))
         rows[variant] = {"train_seconds": checkpoint.metrics["train_seconds"], "samples": checkpoint.metrics["samples"],
                          "selection_seconds": checkpoint.metrics["selection_seconds"], "epochs": run.train.epochs,
                          "steps": history[-1]["step"], "test_mse": scores["mse_mean"], "test_mae": scores["mae_mean"],
@@ -86,12 +85,6 @@ def _variant(variant: str, train_config) -> list[str]:
         return [f"train.sample_pruning={variant}"]
     epochs = max(1, round(train_config.epochs * mean_kept_fraction(train_config, train_config.epochs)))
     return ["train.sample_pruning=off", f"train.epochs={epochs}"]
-
-
-def _operating(config) -> Operating:
-    cfg = config.train
-    return Operating("dyna", cfg.validation_sparsity, cfg.validation_sparsity) if cfg.policy == "dyna" \
-        else Operating(cfg.policy)
 
 
 def table(results: dict) -> str:

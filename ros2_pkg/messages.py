@@ -21,14 +21,11 @@ def frame_from_image(msg: Image, scaling: InputScaling) -> tuple[np.ndarray, int
     return pixels, stamp_to_ns(msg.header.stamp.sec, msg.header.stamp.nanosec), msg.header.frame_id
 
 
-def header(stamp_ns: int, frame_id: str) -> Header:
-    return Header(stamp=Time(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000), frame_id=frame_id)
-
-
 def image_from_array(values: np.ndarray, stamp_ns: int, frame_id: str) -> Image:
     """A 32FC1 Image of (…, H, W) values, leading axes stacked vertically (see ros_messages)."""
     fields = image_fields(values, stamp_ns, frame_id)
-    return Image(header=header(stamp_ns, frame_id), height=fields["height"], width=fields["width"],
+    return Image(header=Header(stamp=Time(**fields["header"]["stamp"]), frame_id=frame_id),
+                 height=fields["height"], width=fields["width"],
                  encoding=fields["encoding"], is_bigendian=fields["is_bigendian"], step=fields["step"],
                  data=array.array("B", fields["data"]))
 

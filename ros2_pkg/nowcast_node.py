@@ -264,13 +264,11 @@ class NowcastNode(LifecycleNode):
                 return SetParametersResult(successful=False, reason=f"{axis}_min {values[f'{axis}_min']} > "
                                                                     f"{axis}_max {values[f'{axis}_max']}")
         if self.runtime is not None:
-            points = self.runtime.controller.points
-            if not any(values["sd_min"] <= p.data_sparsity <= values["sd_max"]
-                       and values["sw_min"] <= p.model_sparsity <= values["sw_max"] for p in points):
-                profiled = sorted({(p.data_sparsity, p.model_sparsity) for p in points})
-                return SetParametersResult(successful=False, reason=f"no profiled operating point inside sd "
-                                           f"[{values['sd_min']}, {values['sd_max']}], sw [{values['sw_min']}, "
-                                           f"{values['sw_max']}]; profiled (sd, sw): {profiled}")
+            try:
+                self.runtime.controller.points_within((values["sd_min"], values["sd_max"]),
+                                                      (values["sw_min"], values["sw_max"]))
+            except ValueError as exc:
+                return SetParametersResult(successful=False, reason=str(exc))
         return SetParametersResult(successful=True)
 
     def _apply_parameters(self, changes: list) -> None:

@@ -93,6 +93,12 @@ class Controller:
     def set_bounds(self, data: tuple[float, float] = (0.0, 1.0), model: tuple[float, float] = (0.0, 1.0)) -> None:
         """Restrict the points to sd ∈ [data] and sw ∈ [model] (inclusive). Raises ValueError and
         changes nothing when no profiled point lies inside."""
+        self.allowed = self.points_within(data, model)
+        self._infeasible_said = False
+
+    def points_within(self, data: tuple[float, float], model: tuple[float, float]) -> list[OperatingPoint]:
+        """The profiled points with sd ∈ [data] and sw ∈ [model]; ValueError (with the reason)
+        for bounds out of order or with no point inside."""
         for name, (low, high) in (("data", data), ("model", model)):
             if not 0.0 <= low <= high <= 1.0:
                 raise ValueError(f"{name} sparsity bounds must satisfy 0 <= low <= high <= 1, got ({low}, {high})")
@@ -102,8 +108,7 @@ class Controller:
         if not allowed:
             raise ValueError(f"no profiled operating point has sd in {data} and sw in {model}; profiled: "
                              f"{sorted({(p.data_sparsity, p.model_sparsity) for p in self.points})}")
-        self.allowed = allowed
-        self._infeasible_said = False
+        return allowed
 
     def meets_latency(self, point: OperatingPoint, slack: float = 1.0) -> bool:
         """P(latency ≤ slack · budget) ≥ confidence under the filtered slowdown."""

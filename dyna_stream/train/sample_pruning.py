@@ -35,7 +35,6 @@ class Selection:
 
     indices: np.ndarray
     weights: np.ndarray
-    keep_ratio: float
 
     @property
     def size(self) -> int:
@@ -102,7 +101,7 @@ class SamplePruner:
         self.losses[indices] = losses
 
     def select(self, epoch: int) -> Selection:
-        return Selection(np.arange(self.n), np.ones(self.n, np.float32), 1.0)
+        return Selection(np.arange(self.n), np.ones(self.n, np.float32))
 
     def _permutation(self, count: int) -> np.ndarray:
         return torch.randperm(count, generator=self.generator).numpy()
@@ -138,7 +137,7 @@ class ScoredPruner(SamplePruner):
         high = np.setdiff1d(np.arange(self.n), low)
         kept_low = low[self._permutation(len(low))[:round(ratio * len(low))]] if len(low) else low
         weights = np.concatenate([np.ones(len(high)), np.full(len(kept_low), len(low) / max(len(kept_low), 1))])
-        return Selection(np.concatenate([high, kept_low]), weights.astype(np.float32), ratio)
+        return Selection(np.concatenate([high, kept_low]), weights.astype(np.float32))
 
 
 class STPrune(ScoredPruner):
@@ -169,7 +168,7 @@ class StaticRandom(SamplePruner):
         self.subset = np.sort(self._permutation(self.n)[:size])
 
     def select(self, epoch: int) -> Selection:
-        return Selection(self.subset, np.ones(len(self.subset), np.float32), len(self.subset) / self.n)
+        return Selection(self.subset, np.ones(len(self.subset), np.float32))
 
 
 PRUNERS: dict[str, Callable[..., SamplePruner]] = {

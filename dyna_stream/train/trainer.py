@@ -75,6 +75,13 @@ def _batch_of(data: WindowDataset, indices, crop: int, multiple: int, generator:
     return {key: torch.stack([item[key] for item in items]) for key in items[0]}
 
 
+def validation_point(config: RunConfig) -> Operating:
+    """Where a run is validated: sd = sw = train.validation_sparsity under the dyna policy."""
+    cfg = config.train
+    return Operating("dyna", cfg.validation_sparsity, cfg.validation_sparsity) if cfg.policy == "dyna" \
+        else Operating(cfg.policy)
+
+
 def validate(checkpoint: Checkpoint, data: TrainingData, operating: Operating) -> dict:
     spec = get_dataset(data.dataset)
     return score(data.val, model_forecasts(checkpoint, data.val, operating), thresholds=spec.csi_thresholds,
@@ -96,8 +103,7 @@ class _Session:
         self.history: list[dict] = []
         self.out_dir = Path(cfg.out_dir)
         self.weights = LossWeights(cfg.lambda_data, cfg.lambda_model, cfg.lambda_budget)
-        self.val_point = (Operating("dyna", cfg.validation_sparsity, cfg.validation_sparsity)
-                          if cfg.policy == "dyna" else Operating(cfg.policy))
+        self.val_point = validation_point(config)
         self.started = time.perf_counter()
 
     def resume(self, path: str | Path) -> int:
