@@ -9,12 +9,19 @@ import torch
 
 from dyna_stream.config import load_config
 from dyna_stream.model.checkpoint import build_model
+from dyna_stream.model.dynapruner import DynaPruner
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_ROOT = Path(os.environ.get("DYNA_STREAM_DATA", REPO.parent / "shared" / "data"))
 # tests/ros needs rclpy and a private network namespace: scripts/test_ros.sh runs it in its own venv
 collect_ignore = ["ros"]
 TINY_BACKBONE = {"width": 4, "latent": 8, "hidden": 8, "blocks": 1, "tile_latent": 2}
+# every registered backbone at test size (a new backbone must add itself: the shared tests check)
+TINY_BACKBONES = {
+    "simvp": {"width": 4, "latent": 8, "hidden": 8, "blocks": 2, "tile_latent": 2},
+    "tau": {"width": 4, "latent": 8, "hidden": 8, "blocks": 2, "tile_latent": 2},
+    "convlstm": {"width": 4, "hidden": 8, "layers": 2, "kernel": 5, "tile_latent": 2},
+}
 
 
 @pytest.fixture(scope="session")
@@ -40,3 +47,9 @@ def tiny_config(tmp_path: Path, *overrides: str):
 def tiny_model():
     config = load_config(None, [f"model.backbone_kwargs={TINY_BACKBONE}", "model.generator_hidden=4"])
     return build_model(config.model, t_in=3, t_out=2, channels=1)
+
+
+def tiny_dyna(backbone: str) -> DynaPruner:
+    """A test-sized Dyna-Pruner on ``backbone`` for 3 → 2 single-channel frames."""
+    return DynaPruner(backbone=backbone, t_in=3, t_out=2, channels=1, generator_hidden=4,
+                      backbone_kwargs=TINY_BACKBONES[backbone])

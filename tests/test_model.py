@@ -7,12 +7,13 @@ from dyna_stream.backbones import BACKBONES, create_backbone
 from dyna_stream.model.context import MaskContext
 from dyna_stream.model.dynapruner import DynaPruner
 
+from conftest import TINY_BACKBONES, tiny_dyna
+
 SIZE = (64, 48)
 
 
-def make(backbone: str) -> DynaPruner:
-    return DynaPruner(backbone=backbone, t_in=3, t_out=2, channels=1, generator_hidden=4,
-                      backbone_kwargs={"width": 4, "latent": 8, "hidden": 8, "blocks": 2, "tile_latent": 2})
+def test_every_backbone_has_a_test_size():
+    assert set(TINY_BACKBONES) == set(BACKBONES)
 
 
 def inputs(batch: int = 2):
@@ -21,7 +22,7 @@ def inputs(batch: int = 2):
 
 @pytest.fixture(params=sorted(BACKBONES))
 def model(request):
-    return make(request.param).eval()
+    return tiny_dyna(request.param).eval()
 
 
 def test_shapes_and_importance_range(model):
@@ -64,6 +65,7 @@ def test_pruned_channels_are_zero_in_every_block(model):
         if group is None:
             continue
         gate = prediction.masks.gates[group][0]
+        gate = gate.repeat_interleave(output.shape[1] // gate.numel())      # adjacent channels of one unit
         assert output[0, gate == 0].abs().max() == 0 and output[0, gate == 1].abs().max() > 0
 
 
@@ -94,7 +96,7 @@ def test_masked_mac_count_shrinks_with_both_sparsities(model):
     dense = float(model.macs(model(frames, fallback, policy="dense"))[0])
     tiles_only = float(model.macs(model(frames, fallback, data_sparsity=0.5))[0])
     both = float(model.macs(model(frames, fallback, data_sparsity=0.5, model_sparsity=0.5))[0])
-    assert tiles_only == pytest.approx(dense * 0.5, rel=1e-6)   # 24 tiles, 12 kept
+    assert tiles_only == pytest.approx(dense * 0.5, rel=1e-3)   # 24 tiles, 12 kept (SE heads do not shrink)
     assert both < tiles_only * 0.5
 
 
@@ -102,7 +104,7 @@ def test_unknown_backbone_and_policy_are_refused():
     with pytest.raises(ValueError, match="choose one of"):
         create_backbone("unet", in_channels=1, out_channels=1)
     with pytest.raises(ValueError, match="choose one of"):
-        make("simvp")(*inputs(), policy="magic")
+        tiny_dyna("simvp")(*inputs(), policy="magic")
 
 
 def test_threshold_gate_mode_trains_thresholds():

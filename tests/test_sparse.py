@@ -13,13 +13,14 @@ from dyna_stream.predictor import Predictor
 from dyna_stream.sparse import SparseEngine
 from dyna_stream.sparse.tiles import gather_windows, scatter_tiles, take_tiles, window_index
 
+from conftest import tiny_dyna
+
 SPARSITIES = [0.0, 0.3, 0.5, 0.7, 0.9]
-KWARGS = {"width": 4, "latent": 8, "hidden": 8, "blocks": 2, "tile_latent": 2}
 
 
 def randomised(backbone: str, device: str = "cpu") -> DynaPruner:
     """A model with random weights and BatchNorm statistics, so every path carries signal."""
-    model = DynaPruner(backbone=backbone, t_in=3, t_out=2, channels=1, generator_hidden=4, backbone_kwargs=KWARGS)
+    model = tiny_dyna(backbone)
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.normal_(0, 0.3)
@@ -61,8 +62,9 @@ def test_sparse_matches_masked_dense(backbone, policy, sparsity, strategy):
         assert (both.masks.tiles == 0).any() and all((gate == 0).any() for gate in both.masks.gates.values())
 
 
-def test_static_and_dense_policies_match_too():
-    model = randomised("simvp")
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+def test_static_and_dense_policies_match_too(backbone):
+    model = randomised(backbone)
     gates = {name: (torch.rand(size) < 0.5).float().index_fill_(0, torch.tensor([0]), 1.0)
              for name, size in model.backbone.groups.items()}
     model.set_static_gates(gates)
@@ -71,8 +73,9 @@ def test_static_and_dense_policies_match_too():
         assert_equivalent(model, frames, fallback, 0.0, 0.0, policy)
 
 
-def test_executed_macs_shrink_with_the_masks():
-    model = randomised("simvp")
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+def test_executed_macs_shrink_with_the_masks(backbone):
+    model = randomised(backbone)
     frames, fallback = torch.randn(1, 3, 1, 64, 64), torch.randn(1, 2, 1, 64, 64)
     engine = SparseEngine(model, strategy="windows")
     macs = [engine(frames, fallback, data_sparsity=s, model_sparsity=s).accounting[0].macs for s in SPARSITIES]
@@ -81,8 +84,9 @@ def test_executed_macs_shrink_with_the_masks():
     assert sparse.gathered_bytes > 0 and sparse.scattered_bytes > 0
 
 
-def test_predictor_engines_agree_on_odd_grids():
-    model = randomised("simvp")
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+def test_predictor_engines_agree_on_odd_grids(backbone):
+    model = randomised(backbone)
     checkpoint = Checkpoint(model, load_config(None), Normaliser((-20.0,), (10.0,), "dBZ", -32.0, 60.0),
                             "radar-fmi", 3, 2, -32.0)
     frames = np.random.default_rng(0).uniform(-32, 50, size=(3, 1, 37, 50)).astype(np.float32)
@@ -114,18 +118,20 @@ def test_gather_scatter_round_trip_and_halo_contents():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 @pytest.mark.parametrize("sparsity", SPARSITIES)
-def test_sparse_matches_masked_dense_on_cuda(sparsity):
-    model = randomised("simvp", "cuda")
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+def test_sparse_matches_masked_dense_on_cuda(backbone, sparsity):
+    model = randomised(backbone, "cuda")
     frames, fallback = torch.randn(1, 3, 1, 48, 64, device="cuda"), torch.randn(1, 2, 1, 48, 64, device="cuda")
     torch.backends.cudnn.allow_tf32 = False
     assert_equivalent(model, frames, fallback, sparsity, sparsity, "dyna")
 
 
-def test_onnx_export_matches_torch(tmp_path):
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+def test_onnx_export_matches_torch(tmp_path, backbone):
     pytest.importorskip("onnxruntime")
     from dyna_stream.sparse.onnx_export import export_onnx, onnx_parity
 
-    model = randomised("simvp")
+    model = randomised(backbone)
     path = export_onnx(model, tmp_path / "dense.onnx", height=48, width=64)
     frames, fallback = torch.randn(1, 3, 1, 48, 64), torch.randn(1, 2, 1, 48, 64)
     assert onnx_parity(model, path, frames, fallback) <= 1e-4

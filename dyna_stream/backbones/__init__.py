@@ -25,4 +25,8 @@ def create_backbone(name: str, **kwargs) -> Backbone:
     return builder(**kwargs)
 
 
-from . import simvp  # noqa: E402,F401  (registers itself)
+from . import (  # noqa: E402,F401
+    convlstm,
+    simvp,  # noqa: E402,F401  (registers itself)
+    tau,
+)

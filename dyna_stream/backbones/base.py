@@ -5,23 +5,25 @@ import torch
 from torch import nn
 
 from ..model.context import MaskContext
-from .layers import ConvUnit, Readout
+from .layers import Block, ConvUnit, Readout, SqueezeExcite
 
 
 class Backbone(nn.Module):
     """A forecaster over stacked frames with prunable channel groups and a tile grid.
 
-    Subclasses set ``groups`` (gate group → channels, in a fixed order), ``tile_size``
-    (input pixels per tile side) and implement ``forward(inputs (B, C_in, H, W), ctx) →
-    (B, C_out, H, W)``. H and W must be multiples of ``tile_size``.
+    Builders take keyword-only ``t_in``, ``t_out``, ``channels`` (the window shape) plus their own
+    sizes. Subclasses set ``groups`` (gate group → units, in a fixed order), ``tile_size`` (input
+    pixels per tile side) and implement ``forward(inputs (B, (T_in+T_out)·C, H, W), ctx) →
+    (B, T_out·C, H, W)``: the input frames and the fallback frames stacked along channels, out the
+    correction to the fallback. H and W must be multiples of ``tile_size``.
     """
 
     groups: dict[str, int]
     tile_size: int
 
-    def blocks(self) -> list[ConvUnit | Readout]:
-        return [m for m in self.modules() if isinstance(m, (ConvUnit, Readout))]
+    def blocks(self) -> list[Block]:
+        return [m for m in self.modules() if isinstance(m, (ConvUnit, Readout, SqueezeExcite))]
 
     def macs(self, ctx: MaskContext, batch: int, device: torch.device) -> torch.Tensor:
-        """Multiply-accumulates per sample (B,) of the last forward under ``ctx``."""
+        """Multiply-accumulates per sample (B,) of the forward that ran under ``ctx``."""
         return sum(block.macs(ctx, batch, device) for block in self.blocks())

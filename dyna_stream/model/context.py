@@ -1,6 +1,12 @@
-"""The per-sample masks one forward pass runs under: a tile mask and per-group channel gates."""
+"""The per-sample masks one forward pass runs under: a tile mask and per-group channel gates.
+
+A backbone's forward routes every block call and every elementwise step through its context, so
+one forward serves both the masked dense graph (this class, used in training) and the tile- and
+channel-sparse executor (``sparse.SparseContext``, same methods).
+"""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -21,6 +27,7 @@ class MaskContext:
     tiles: torch.Tensor | None = None
     gates: dict[str, torch.Tensor] = field(default_factory=dict)
     _expanded: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict, repr=False)
+    _runs: dict[int, list[tuple[int, int]]] = field(default_factory=dict, repr=False)
 
     def spatial(self, size: tuple[int, int]) -> torch.Tensor | None:
         """The tile mask at a layer's resolution (B, 1, h, w), cached per size."""
@@ -31,14 +38,24 @@ class MaskContext:
         return self._expanded[size]
 
     def apply(self, features: torch.Tensor, group: str | None) -> torch.Tensor:
-        """Zero the pruned tiles and the pruned channels of ``group`` in (B, C, h, w) features."""
+        """Zero the pruned tiles and the pruned units of ``group`` in (B, C, h, w) features; C may be a
+        whole multiple of the group's units (adjacent channels of one unit share its gate)."""
         spatial = self.spatial(tuple(features.shape[-2:]))
         if spatial is not None:
             features = features * spatial
         gate = self.gates.get(group) if group is not None else None
         if gate is not None:
+            gate = gate.repeat_interleave(features.shape[1] // gate.shape[1], dim=1)
             features = features * gate[:, :, None, None]
         return features
+
+    def record(self, block: torch.nn.Module, size: tuple[int, int]) -> None:
+        """Note one call of ``block`` on an input of ``size`` (h, w), for MAC accounting."""
+        self._runs.setdefault(id(block), []).append(tuple(size))
+
+    def runs(self, block: torch.nn.Module) -> list[tuple[int, int]]:
+        """Input sizes of every call of ``block`` under this context, in call order."""
+        return self._runs.get(id(block), [])
 
     def concat(self, parts: list[torch.Tensor]) -> torch.Tensor:
         """Channel concatenation of (B, C_i, h, w) features (the sparse engine defers it)."""
@@ -48,12 +65,36 @@ class MaskContext:
         """Zero the pruned tiles of the network input (B, C, H, W)."""
         return self.apply(inputs, None)
 
+    def frames(self, inputs: torch.Tensor, channels: int) -> list[torch.Tensor]:
+        """The stacked input (B, T·C, H, W) as T frames (B, C, H, W)."""
+        return list(inputs.split(channels, dim=1))
+
+    def zeros(self, group: str | None, units: int, like: torch.Tensor) -> torch.Tensor:
+        """An all-zero state (B, units, h, w) of ``group`` at the batch and resolution of ``like``."""
+        return like.new_zeros(like.shape[0], units, *like.shape[-2:])
+
     def conv_unit(self, unit, x: torch.Tensor) -> torch.Tensor:
         """A backbone ConvUnit, masked dense: whole canvas, then zero pruned tiles and channels."""
+        self.record(unit, x.shape[-2:])
         return self.apply(unit.dense(x), unit.group)
 
     def readout(self, unit, x: torch.Tensor) -> torch.Tensor:
+        self.record(unit, x.shape[-2:])
         return self.apply(unit.dense(x), None)
+
+    def squeeze_excite(self, unit, x: torch.Tensor) -> torch.Tensor:
+        """Channel weights (B, C) from the mean of masked features (B, C, h, w) over the kept pixels."""
+        self.record(unit, x.shape[-2:])
+        kept_pixels = self.tile_fraction(x.shape[0], x.device) * x.shape[-2] * x.shape[-1]
+        return unit.dense(x.sum((2, 3)) / kept_pixels[:, None])
+
+    def pointwise(self, fn: Callable[..., torch.Tensor | tuple[torch.Tensor, ...]], *inputs: torch.Tensor | None,
+                  group: str | None = None) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """An elementwise step ``fn`` over same-sized features (None passes through), masked after."""
+        out = fn(*inputs)
+        if isinstance(out, tuple):
+            return tuple(self.apply(o, group) for o in out)
+        return self.apply(out, group)
 
     def tile_fraction(self, batch: int, device: torch.device) -> torch.Tensor:
         """Fraction of tiles kept per sample, (B,)."""

@@ -49,8 +49,8 @@ class DynaPruner(nn.Module):
         if gate_mode not in GATE_MODES:
             raise ValueError(f"gate_mode must be one of {GATE_MODES}, not {gate_mode!r}")
         self.t_in, self.t_out, self.channels, self.gate_mode = t_in, t_out, channels, gate_mode
-        self.backbone = create_backbone(backbone, in_channels=(t_in + t_out) * channels,
-                                        out_channels=t_out * channels, **(backbone_kwargs or {}))
+        self.backbone = create_backbone(backbone, t_in=t_in, t_out=t_out, channels=channels,
+                                        **(backbone_kwargs or {}))
         units = sum(self.backbone.groups.values())
         self.generator = MaskGenerator(channels=channels, units=units, hidden=generator_hidden,
                                        reduction=generator_reduction)

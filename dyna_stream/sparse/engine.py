@@ -11,16 +11,17 @@ readout adds its tiles onto the fallback forecast. Batch 1 per call; larger batc
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
-from ..backbones.layers import ConvUnit, Readout
+from ..backbones.layers import ConvUnit, Readout, SqueezeExcite
 from ..model.context import MaskContext
 from ..model.dynapruner import DynaPruner
 from .folding import fold_batchnorm
-from .tiles import WindowIndex, add_tiles_, gather_windows, scatter_tiles, window_index
+from .tiles import WindowIndex, add_tiles_, gather_windows, scatter_tiles, take_tiles, window_index
 
 WINDOW_MIN_TILE = 4      # output pixels per tile side from which window convolutions can pay
 WINDOW_MAX_ACTIVE = 0.4  # gather windows while at most this share of the tiles is active
@@ -111,7 +112,7 @@ class SparseContext:
     base: torch.Tensor | None = None
     accounting: Accounting = field(default_factory=Accounting)
     _indices: dict = field(default_factory=dict, repr=False)
-    _raw_input: Canvas | None = field(default=None, repr=False)
+    _raw_inputs: list = field(default_factory=list, repr=False)
 
     @property
     def all_active(self) -> bool:
@@ -120,8 +121,57 @@ class SparseContext:
     def mask_input(self, inputs: Canvas) -> Canvas:
         """The network input stays unmasked: gathers zero pruned neighbours themselves, and a layer
         that convolves the whole canvas masks this input first (see ``_on_canvas``)."""
-        self._raw_input = inputs
+        self._raw_inputs.append(inputs)
         return inputs
+
+    def _is_raw(self, x: Canvas) -> bool:
+        return any(x is raw for raw in self._raw_inputs)
+
+    def frames(self, inputs: Canvas, channels: int) -> list[torch.Tensor]:
+        """The stacked input as per-frame channel views (1, C, H, W) of its parts (still unmasked)."""
+        parts = inputs.parts if isinstance(inputs, Concat) else (as_canvas(inputs),)
+        frames = [frame for part in parts for frame in part.split(channels, dim=1)]
+        if self._is_raw(inputs):
+            self._raw_inputs.extend(frames)
+        return frames
+
+    def zeros(self, group: str | None, units: int, like: Canvas) -> torch.Tensor:
+        """A zero state canvas (1, kept units of ``group``, h, w), channels_last."""
+        kept = self.kept.get(group) if group is not None else None
+        channels = units if kept is None else kept.numel()
+        return torch.zeros(1, channels, *like.shape[-2:], device=self.rows.device).contiguous(
+            memory_format=torch.channels_last)
+
+    def pointwise(self, fn: Callable, *inputs: Canvas | None, group: str | None = None):
+        """An elementwise step on the kept channels: on the active tiles' values when a tile result
+        is among the inputs (canvases contribute their active tiles), else on the canvases, whose
+        pruned tiles are re-zeroed after."""
+        if not self.all_active and any(isinstance(x, TileResult) for x in inputs):
+            values = [x.values if isinstance(x, TileResult) else
+                      None if x is None else take_tiles(as_canvas(x), self.rows, self.cols, self.grid)
+                      for x in inputs]
+            out = fn(*values)
+            return tuple(TileResult(o, self) for o in out) if isinstance(out, tuple) else TileResult(out, self)
+        out = fn(*(None if x is None else as_canvas(x) for x in inputs))
+        if self.all_active:
+            return out
+        return tuple(map(self.zero_pruned, out)) if isinstance(out, tuple) else self.zero_pruned(out)
+
+    def squeeze_excite(self, unit: SqueezeExcite, x: Canvas) -> torch.Tensor:
+        """Channel weights (1, C_kept): the mean over the active tiles, then the FC layers sliced to
+        the kept channels."""
+        if isinstance(x, TileResult):
+            pooled = x.values.mean((0, 2, 3))[None]
+        else:
+            canvas = as_canvas(x)
+            active = self.rows.numel() / (self.grid[0] * self.grid[1])
+            pooled = canvas.sum((2, 3)) / (active * canvas.shape[-2] * canvas.shape[-1])
+        kept = self.kept.get(unit.source.group) if unit.source.group is not None else None
+        w1, w2, b2 = unit.fc1.weight, unit.fc2.weight, unit.fc2.bias
+        if kept is not None:
+            w1, w2, b2 = w1.index_select(1, kept), w2.index_select(0, kept), b2.index_select(0, kept)
+        self.accounting.macs += w1.numel() + w2.numel()
+        return torch.sigmoid(F.linear(F.silu(F.linear(pooled, w1, unit.fc1.bias)), w2, b2))
 
     def concat(self, parts: list[torch.Tensor]) -> Concat:
         """Channel concatenation, deferred: gathers read each part, so full canvases are never copied."""
@@ -155,20 +205,20 @@ class SparseContext:
         kept = self.kept.get(unit.group) if unit.group is not None else None
         if kept is None:
             return None
-        r2 = unit.shuffle**2
-        return (kept[:, None] * r2 + torch.arange(r2, device=device)).flatten()
+        fan = unit.filters_per_unit
+        return (kept[:, None] * fan + torch.arange(fan, device=device)).flatten()
 
     def conv_unit(self, unit: ConvUnit | Readout, x: Canvas) -> torch.Tensor:
         weight, bias = self.weights[id(unit)]
         in_index, out_index = self._input_index(unit, self.rows.device), self._output_index(unit, self.rows.device)
         if out_index is not None:
             weight, bias = weight.index_select(0, out_index), bias.index_select(0, out_index)
-        if in_index is not None:
+        if in_index is not None and not unit.depthwise:
             weight = weight.index_select(1, in_index)
         conv = unit.conv
         geometry = Geometry(tuple(x.shape[-2:]), x.shape[-2] // conv.stride[0] // self.grid[0], weight.shape[-1],
                             conv.stride[0], conv.dilation[0], conv.padding[0])
-        method = "canvas" if self.all_active else self._method(geometry)
+        method = "canvas" if self.all_active else self._method(unit, geometry)
         if method == "canvas":
             return self._on_canvas(unit, x, weight, bias, geometry)
         y = self._windows_conv(unit, x, weight, bias, geometry)
@@ -185,23 +235,26 @@ class SparseContext:
         if in_index is not None:
             weight = weight.index_select(1, in_index)
         geometry = Geometry(tuple(x.shape[-2:]), x.shape[-2] // self.grid[0], 1, 1, 1, 0)
-        if self.all_active or self._method(geometry) == "canvas":
+        if self.all_active or self._method(unit, geometry) == "canvas":
             return self.base + self._on_canvas(unit, x, weight, bias, geometry)
         y = self._windows_conv(unit, x, weight, bias, geometry)
         self.accounting.scattered_bytes += y.numel() * y.element_size()
         return add_tiles_(self.base, y, self.rows, self.cols, self.grid)
 
-    def _method(self, geometry: Geometry) -> str:
+    def _method(self, unit: ConvUnit | Readout, geometry: Geometry) -> str:
         """How to run one layer: gather tile "windows" and convolve them, or convolve the "canvas".
 
         Windows compute only the active share f of the canvas work (plus halos) but pay gathers and
         convolutions on small images; the channel-sliced canvas convolution (re-zeroing pruned
         tiles after it) does all the spatial work at full efficiency. Measured on a 2-core CPU
         (benchmarks/sparse_speedup.py) windows win once f ≤ 0.4, at every resolution whose tiles
-        have 4 pixels or more.
+        have 4 pixels or more. Depthwise convolutions (TAU's large kernels: wide halos, little work)
+        always run on the canvas.
         """
         if self.strategy != "auto":
             return self.strategy
+        if unit.depthwise:
+            return "canvas"
         active = self.rows.numel() / (self.grid[0] * self.grid[1])
         return "windows" if geometry.out_tile >= WINDOW_MIN_TILE and active <= WINDOW_MAX_ACTIVE else "canvas"
 
@@ -221,7 +274,7 @@ class SparseContext:
         pieces = [self._windows_of(part, geometry) for part in parts]
         windows = torch.cat(pieces, dim=1) if len(pieces) > 1 else pieces[0]
         y = F.conv2d(windows, weight.contiguous(memory_format=torch.channels_last), bias, geometry.stride, 0,
-                     geometry.dilation)
+                     geometry.dilation, _groups(unit, weight))
         self.accounting.macs += y.shape[0] * y.shape[-2] * y.shape[-1] * weight.numel()
         self.accounting.gathered_bytes += windows.numel() * windows.element_size()
         return unit.activation(y)
@@ -236,19 +289,23 @@ class SparseContext:
 
     def _on_canvas(self, unit, x, weight, bias, geometry: Geometry) -> torch.Tensor:
         """Channel-sliced convolution over the whole canvas; pruned tiles re-zeroed afterwards."""
-        raw = x is self._raw_input
+        raw = self._is_raw(x)
         if isinstance(x, Concat):
             x = torch.cat([as_canvas(part) for part in x.parts], dim=1)
         x = as_canvas(x)
         if raw and not self.all_active:
             x = self.zero_pruned(x)
         y = unit.activation(F.conv2d(x, weight.contiguous(memory_format=torch.channels_last), bias,
-                                     geometry.stride, geometry.padding, geometry.dilation))
+                                     geometry.stride, geometry.padding, geometry.dilation, _groups(unit, weight)))
         self.accounting.macs += y.shape[-2] * y.shape[-1] * weight.numel()
         if unit.shuffle > 1:
             y = F.pixel_shuffle(y, unit.shuffle)
         return y if self.all_active else self.zero_pruned(y)
 
+
+def _groups(unit: ConvUnit | Readout, weight: torch.Tensor) -> int:
+    """Convolution groups: one per kept channel for a depthwise unit."""
+    return weight.shape[0] if unit.depthwise else 1
 
 
 @dataclass
@@ -274,7 +331,8 @@ class SparseEngine:
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, not {strategy!r}")
         self.model, self.strategy = model.eval(), strategy
-        self.weights = {id(block): fold_batchnorm(block.conv, block.norm) for block in model.backbone.blocks()}
+        self.weights = {id(block): fold_batchnorm(block.conv, block.norm) for block in model.backbone.blocks()
+                        if isinstance(block, (ConvUnit, Readout))}
 
     @torch.no_grad()
     def __call__(self, frames: torch.Tensor, fallback: torch.Tensor, *, data_sparsity: float = 0.0,
