@@ -43,6 +43,28 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _experiments_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--suite", default="paper", help="bundled suite (paper, quick) or a suite YAML file")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a suite value, e.g. --set latency_runs=30 (repeatable)")
+    parser.add_argument("--runs", default="runs/experiments", help="folder of cached checkpoints (per suite)")
+    parser.add_argument("--out", default="docs/experiments", help="folder for results.md, results.json, plots")
+    parser.add_argument("--publish", help="also write the results into this Markdown file (e.g. docs/results.md)")
+    parser.add_argument("--data-root", help="folder holding the data sets")
+
+
+@command("experiments", "train and evaluate a suite of experiments (the paper's tables) and write the results")(
+    _experiments_args)
+def _experiments(args: argparse.Namespace) -> int:
+    from .experiments.run import run_suite
+    from .experiments.suite import load_suite
+
+    suite = load_suite(args.suite, args.overrides)
+    print(run_suite(suite, runs=Path(args.runs) / suite.name, out=args.out, data_root=args.data_root,
+                    publish=args.publish, command="dyna-stream " + " ".join(sys.argv[1:]), progress=not args.quiet))
+    return 0
+
+
 def _prune_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dense", required=True, help="dense checkpoint to prune")
     parser.add_argument("--reference", required=True, help="Dyna-Pruner checkpoint whose MACs set the budget")

@@ -26,6 +26,9 @@ class ModelConfig(_Strict):
     generator_hidden: int = Field(16, ge=1)
     generator_reduction: int = Field(4, ge=1)
     gate_mode: Literal["topk", "threshold"] = "topk"
+    unit_pooling: Literal["importance", "uniform"] = Field(
+        "importance", description="unit importance from generator features pooled with S as weights (the shared "
+                                  "S of Dyna-Pruner), or uniformly (independent data and model masks, an ablation)")
 
 
 class TrainConfig(_Strict):
@@ -38,8 +41,14 @@ class TrainConfig(_Strict):
     warmup_steps: int = Field(50, ge=0)
     grad_clip: float = Field(1.0, gt=0)
     policy: Literal["dyna", "dense", "static"] = "dyna"
-    sparsity_range: tuple[float, float] = (0.3, 0.9)
-    validation_sparsity: float = Field(0.7, ge=0, lt=1)
+    sparsity_range: tuple[float, float] = Field(
+        (0.3, 0.9), description="sd (and sw, unless model_sparsity_range is set) drawn uniformly per batch")
+    model_sparsity_range: tuple[float, float] | None = Field(
+        None, description="sw drawn from this range instead; [0, 0] trains the data mask only, a one-point range "
+                          "trains at a fixed sw")
+    validation_sparsity: float = Field(0.7, ge=0, lt=1, description="sd (and sw) of the validation point")
+    validation_model_sparsity: float | None = Field(None, ge=0, lt=1, description="sw of the validation point "
+                                                                                  "(null: validation_sparsity)")
     lambda_data: float = Field(1e-3, ge=0)
     lambda_model: float = Field(1e-3, ge=0)
     lambda_budget: float = Field(1.0, ge=0)
@@ -76,12 +85,11 @@ class TrainConfig(_Strict):
             raise ValueError(f"sample_pruning {self.sample_pruning!r} selects windows per epoch: set train.epochs")
         return self
 
-    @field_validator("sparsity_range")
+    @field_validator("sparsity_range", "model_sparsity_range")
     @classmethod
-    def _ordered(cls, value: tuple[float, float]) -> tuple[float, float]:
-        low, high = value
-        if not 0.0 <= low <= high < 1.0:
-            raise ValueError(f"sparsity_range must satisfy 0 <= low <= high < 1, got {value}")
+    def _ordered(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and not 0.0 <= value[0] <= value[1] < 1.0:
+            raise ValueError(f"a sparsity range must satisfy 0 <= low <= high < 1, got {value}")
         return value
 
 

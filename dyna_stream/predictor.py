@@ -44,13 +44,14 @@ class Predictor:
     policy : "dyna" (default), "dense", "random" or "static".
     engine : "sparse" (default; runs only the kept tiles and channels, see :mod:`dyna_stream.sparse`)
         or "masked" (the dense training graph with masks multiplied in; same numbers, no speedup).
+    mask_failure : share of the kept tiles flipped to pruned at random (robustness experiments only).
     """
 
     def __init__(self, checkpoint: Checkpoint, *, data_sparsity: float = 0.7, model_sparsity: float = 0.7,
-                 policy: str = "dyna", engine: str = "sparse") -> None:
+                 policy: str = "dyna", engine: str = "sparse", mask_failure: float = 0.0) -> None:
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
-        self.checkpoint, self.policy = checkpoint, policy
+        self.checkpoint, self.policy, self.mask_failure = checkpoint, policy, mask_failure
         self.sparse = SparseEngine(checkpoint.model) if engine == "sparse" else None
         self.data_sparsity, self.model_sparsity = data_sparsity, model_sparsity
         spec = DATASETS.get(checkpoint.dataset)
@@ -106,7 +107,7 @@ class Predictor:
         ckpt = self.checkpoint
         height, width = size
         options = {"policy": self.policy, "data_sparsity": self.data_sparsity,
-                   "model_sparsity": self.model_sparsity}
+                   "model_sparsity": self.model_sparsity, "mask_failure": self.mask_failure}
         if self.sparse is not None:
             prediction = self.sparse(frames[None], fallback[None], **options)
             macs = float(prediction.accounting[0].macs)

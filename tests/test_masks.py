@@ -59,3 +59,13 @@ def test_expand_tiles_repeats_blocks_and_rejects_partial_tiles():
     assert full.shape == (1, 1, 4, 6) and full[0, 0, :2, :3].eq(1).all() and full[0, 0, :2, 3:].eq(0).all()
     with pytest.raises(ValueError, match="whole tiles"):
         masks.expand_tiles(grid, (5, 6))
+
+
+def test_fail_tiles_prunes_the_stated_share_of_kept_tiles_only():
+    torch.manual_seed(0)
+    mask = (torch.rand(3, 1, 6, 8) < 0.5).float()
+    failed = masks.fail_tiles(mask, 0.25)
+    for before, after in zip(mask.flatten(1), failed.flatten(1)):
+        assert int(before.sum() - after.sum()) == int(0.25 * before.sum())
+        assert (after <= before).all()                       # only kept tiles flip, never the other way
+    assert masks.fail_tiles(None, 0.1) is None

@@ -114,3 +114,22 @@ def test_threshold_gate_mode_trains_thresholds():
     prediction = model(*inputs(), data_sparsity=0.5, model_sparsity=0.5)
     prediction.forecast.square().mean().backward()
     assert model.thresholds.grad.abs().sum() > 0
+
+
+def test_uniform_unit_pooling_ignores_the_importance_map():
+    """The independent-masks ablation: unit importance I does not depend on where S is high."""
+    from dyna_stream.model.generator import MaskGenerator
+
+    generator = MaskGenerator(channels=1, units=5, hidden=4, pooling="uniform")
+    summary = torch.randn(1, 3, 32, 32)
+    _, reference = generator(summary)
+    with torch.no_grad():
+        generator.score.bias.add_(3.0)        # S changes everywhere; the features do not
+    assert torch.allclose(generator(summary)[1], reference)
+    shared = MaskGenerator(channels=1, units=5, hidden=4)
+    shared.load_state_dict(generator.state_dict())
+    with torch.no_grad():
+        shared.score.weight.normal_()
+    assert not torch.allclose(shared(summary)[1], reference)
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        MaskGenerator(channels=1, units=5, pooling="max")

@@ -78,3 +78,22 @@ def test_real_radar_train_prune_and_report(tmp_path, data_root):
     assert (tmp_path / "report" / "importance.png").stat().st_size > 10_000
     text = report_md.read_text()
     assert "| Dyna-Pruner sd=sw=0.7 |" in text and "CSI@40" in text
+
+
+def test_fixed_point_and_single_mask_training_draw_what_the_config_says(tmp_path, monkeypatch):
+    from dyna_stream.model.dynapruner import DynaPruner
+    from dyna_stream.train.trainer import validation_point
+
+    config = tiny_config(tmp_path, "train.sparsity_range=[0.5, 0.5]", "train.model_sparsity_range=[0.0, 0.0]",
+                         "train.validation_sparsity=0.5", "train.validation_model_sparsity=0.0")
+    seen, forward = [], DynaPruner.forward
+
+    def recording(self, *args, **kwargs):
+        seen.append((kwargs["data_sparsity"], kwargs["model_sparsity"]))
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(DynaPruner, "forward", recording)
+    train(config, progress=False, data=synthetic_data(config))
+    assert seen and set(seen) == {(0.5, 0.0)}
+    point = validation_point(config)
+    assert (point.policy, point.data_sparsity, point.model_sparsity) == ("dyna", 0.5, 0.0)

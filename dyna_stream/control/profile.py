@@ -7,7 +7,6 @@ import json
 import logging
 import platform
 import statistics
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ from ..atomic import write_text
 from ..data.registry import DATASETS
 from ..data.series import Series
 from ..data.windows import WindowDataset
+from ..evaluate.timing import batch1_latency
 from ..model.checkpoint import Checkpoint
 from ..predictor import Predictor
 from .controller import OperatingPoint
@@ -76,21 +76,19 @@ def measure(checkpoint: Checkpoint, frames: np.ndarray, windows: list, *, grid=G
     rows = []
     for data_sparsity, model_sparsity in grid:
         predictor.data_sparsity, predictor.model_sparsity = data_sparsity, model_sparsity
-        for _ in range(warmup):
-            predictor(frames)
-        latencies, powers, macs = [], [], 0.0
-        for _ in range(runs):
-            started = time.perf_counter()
+        powers = []
+
+        def forecast(samples: list = powers) -> float:
             macs = predictor(frames).macs
-            latencies.append((time.perf_counter() - started) * 1e3)
             watts = meter.read_watts() if meter is not None else None
             if watts is not None:
-                powers.append(watts)
-        latencies.sort()
+                samples.append(watts)
+            return macs
+
+        latency = batch1_latency(forecast, runs=runs, warmup=warmup)
         rows.append({"data_sparsity": data_sparsity, "model_sparsity": model_sparsity,
-                     "latency_ms": statistics.median(latencies),
-                     "latency_p95_ms": latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))],
-                     "macs": macs, "power_w": statistics.median(powers) if powers else None,
+                     "latency_ms": latency.median_ms, "latency_p95_ms": latency.p95_ms,
+                     "macs": latency.macs, "power_w": statistics.median(powers) if powers else None,
                      "error": _window_error(predictor, windows)})
         log.info("profiled sd=%.1f sw=%.1f: %.1f ms", data_sparsity, model_sparsity, rows[-1]["latency_ms"])
     return rows

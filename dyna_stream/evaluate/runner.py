@@ -16,12 +16,16 @@ from .metrics import ForecastScores
 
 @dataclass(frozen=True)
 class Operating:
-    """How a model runs: mask policy, sparsities (data sd, model sw) and execution engine."""
+    """How a model runs: mask policy, sparsities (data sd, model sw) and execution engine; for
+    robustness tests, Gaussian noise σ added to the normalised inputs (frames and fallback) and the
+    share of kept tiles flipped to pruned."""
 
     policy: str = "dense"
     data_sparsity: float = 0.0
     model_sparsity: float = 0.0
     engine: str = "sparse"
+    input_noise: float = 0.0
+    mask_failure: float = 0.0
 
 
 @dataclass
@@ -41,11 +45,16 @@ def model_forecasts(checkpoint: Checkpoint, windows: WindowDataset, operating: O
     """Batch-1 forecasts of the windows (default: all), cropped back to the data grid, physical units."""
     predictor = Predictor(checkpoint, data_sparsity=operating.data_sparsity,
                           model_sparsity=operating.model_sparsity, policy=operating.policy,
-                          engine=operating.engine)
-    torch.manual_seed(seed)  # the random policy draws reproducibly
+                          engine=operating.engine, mask_failure=operating.mask_failure)
+    torch.manual_seed(seed)  # the random policy and the mask failures draw reproducibly
+    noise = torch.Generator().manual_seed(seed)
     for index in range(len(windows)) if indices is None else indices:
         item = windows[index]
-        result = predictor.run_normalised(item["frames"], item["fallback"], (windows.height, windows.width))
+        frames, fallback = item["frames"], item["fallback"]
+        if operating.input_noise > 0:
+            frames = frames + operating.input_noise * torch.randn(frames.shape, generator=noise)
+            fallback = fallback + operating.input_noise * torch.randn(fallback.shape, generator=noise)
+        result = predictor.run_normalised(frames, fallback, (windows.height, windows.width))
         yield WindowForecast(index, result.forecast, result.importance, result.kept_tiles, result.macs)
 
 

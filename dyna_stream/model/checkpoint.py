@@ -42,7 +42,8 @@ class Checkpoint:
 def build_model(config: ModelConfig, *, t_in: int, t_out: int, channels: int) -> DynaPruner:
     return DynaPruner(backbone=config.backbone, t_in=t_in, t_out=t_out, channels=channels,
                       backbone_kwargs=config.backbone_kwargs, generator_hidden=config.generator_hidden,
-                      generator_reduction=config.generator_reduction, gate_mode=config.gate_mode)
+                      generator_reduction=config.generator_reduction, gate_mode=config.gate_mode,
+                      unit_pooling=config.unit_pooling)
 
 
 def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:

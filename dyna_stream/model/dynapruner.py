@@ -14,6 +14,7 @@ from torch import nn
 from ..backbones import create_backbone
 from .context import MaskContext
 from .generator import MaskGenerator, summarise
+from .masks import fail_tiles
 from .policies import GATE_MODES, MaskRequest, get_policy
 
 
@@ -40,11 +41,12 @@ class DynaPruner(nn.Module):
     backbone_kwargs : extra builder arguments (widths, blocks, ...).
     generator_hidden, generator_reduction : mask generator size.
     gate_mode : "topk" (any-sparsity training, exact budgets) or "threshold" (learnable τ per group).
+    unit_pooling : "importance" (unit importance pooled with S: shared S) or "uniform" (ablation).
     """
 
     def __init__(self, *, backbone: str, t_in: int, t_out: int, channels: int,
                  backbone_kwargs: dict[str, Any] | None = None, generator_hidden: int = 16,
-                 generator_reduction: int = 4, gate_mode: str = "topk") -> None:
+                 generator_reduction: int = 4, gate_mode: str = "topk", unit_pooling: str = "importance") -> None:
         super().__init__()
         if gate_mode not in GATE_MODES:
             raise ValueError(f"gate_mode must be one of {GATE_MODES}, not {gate_mode!r}")
@@ -53,7 +55,7 @@ class DynaPruner(nn.Module):
                                         **(backbone_kwargs or {}))
         units = sum(self.backbone.groups.values())
         self.generator = MaskGenerator(channels=channels, units=units, hidden=generator_hidden,
-                                       reduction=generator_reduction)
+                                       reduction=generator_reduction, pooling=unit_pooling)
         self.thresholds = nn.Parameter(torch.full((len(self.backbone.groups),), 0.5))
         for name, size in self.backbone.groups.items():
             self.register_buffer(f"static_gate_{name}", torch.ones(size))
@@ -71,20 +73,24 @@ class DynaPruner(nn.Module):
             getattr(self, f"static_gate_{name}").copy_(gate)
 
     def select_masks(self, frames: torch.Tensor, fallback: torch.Tensor, *, data_sparsity: float = 0.0,
-                     model_sparsity: float = 0.0, policy: str = "dyna"
+                     model_sparsity: float = 0.0, policy: str = "dyna", mask_failure: float = 0.0
                      ) -> tuple[torch.Tensor, torch.Tensor, MaskContext]:
-        """Run the mask generator and the policy: S (B, 1, H, W), I (B, units) and the masks."""
+        """Run the mask generator and the policy: S (B, 1, H, W), I (B, units) and the masks.
+        ``mask_failure``: share of the kept tiles flipped to pruned at random (robustness tests)."""
         importance_map, unit_importance = self.generator(summarise(frames, fallback))
         masks = get_policy(policy)(MaskRequest(
             importance_map, unit_importance, data_sparsity, model_sparsity, self.tile_size,
             self.backbone.groups, self.thresholds, self.static_gates(), self.gate_mode))
+        if mask_failure > 0:
+            masks = MaskContext(fail_tiles(masks.tiles, mask_failure), masks.gates)
         return importance_map, unit_importance, masks
 
     def forward(self, frames: torch.Tensor, fallback: torch.Tensor, *, data_sparsity: float = 0.0,
-                model_sparsity: float = 0.0, policy: str = "dyna") -> Prediction:
+                model_sparsity: float = 0.0, policy: str = "dyna", mask_failure: float = 0.0) -> Prediction:
         """frames (B, T_in, C, H, W), fallback (B, T_out, C, H, W), normalised; H, W multiples of tile_size."""
         importance_map, unit_importance, masks = self.select_masks(
-            frames, fallback, data_sparsity=data_sparsity, model_sparsity=model_sparsity, policy=policy)
+            frames, fallback, data_sparsity=data_sparsity, model_sparsity=model_sparsity, policy=policy,
+            mask_failure=mask_failure)
         correction = self.backbone(masks.concat([frames.flatten(1, 2), fallback.flatten(1, 2)]), masks)
         return Prediction(fallback + correction.reshape(fallback.shape), importance_map, unit_importance, masks)
 

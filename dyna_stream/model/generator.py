@@ -21,11 +21,17 @@ class MaskGenerator(nn.Module):
 
     Runs at 1/``reduction`` resolution; unit importance is a linear head on the generator
     features pooled with S as weights (Σ S·h / Σ S), so units serving important regions score high.
+    ``pooling="uniform"`` pools with equal weights instead (no shared S: the ablation).
     """
 
-    def __init__(self, *, channels: int, units: int, hidden: int = 16, reduction: int = 4) -> None:
+    POOLINGS = ("importance", "uniform")
+
+    def __init__(self, *, channels: int, units: int, hidden: int = 16, reduction: int = 4,
+                 pooling: str = "importance") -> None:
         super().__init__()
-        self.reduction = reduction
+        if pooling not in self.POOLINGS:
+            raise ValueError(f"pooling must be one of {self.POOLINGS}, not {pooling!r}")
+        self.reduction, self.pooling = reduction, pooling
         self.features = nn.Sequential(
             nn.Conv2d(3 * channels, hidden, 3, padding=1), nn.SiLU(),
             nn.Conv2d(hidden, hidden, 3, padding=2, dilation=2), nn.SiLU(),
@@ -37,7 +43,8 @@ class MaskGenerator(nn.Module):
         size = summary.shape[-2:]
         features = self.features(F.avg_pool2d(summary, self.reduction))
         low = torch.sigmoid(self.score(features))
-        pooled = (features * low).sum((2, 3)) / low.sum((2, 3)).clamp_min(1e-6)
+        weights = low if self.pooling == "importance" else torch.ones_like(low)
+        pooled = (features * weights).sum((2, 3)) / weights.sum((2, 3)).clamp_min(1e-6)
         importance_map = F.interpolate(low, size=size, mode="bilinear", align_corners=False)
         return importance_map, torch.sigmoid(self.units(pooled))
 

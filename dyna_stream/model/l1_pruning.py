@@ -2,8 +2,9 @@
 
 Each gate group keeps the same fraction of its channels; within a group, the channels whose
 producing filters have the largest summed L1 norm survive (coupled groups sum over all their
-producers; PixelShuffle groups sum over their r² filters). The fraction is found by bisection
-so the pruned network executes at most the target MACs per sample.
+producers; a unit with several filters — PixelShuffle r², LSTM gates — sums over all of them).
+The fraction is found by bisection so the pruned network executes at most the target MACs per
+sample.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def filter_norms(model: DynaPruner) -> dict[str, torch.Tensor]:
     for block in model.backbone.blocks():
         if isinstance(block, ConvUnit) and block.group is not None:
             per_filter = block.conv.weight.detach().abs().flatten(1).sum(1)
-            norms[block.group] += per_filter.reshape(block.cout, block.shuffle**2).sum(1)
+            norms[block.group] += per_filter.reshape(block.cout, block.filters_per_unit).sum(1)
     return norms
 
 

@@ -56,6 +56,20 @@ def tile_mask(importance_map: torch.Tensor, tile: int, sparsity: float) -> torch
     return topk_ste(scores.reshape(batch, rows * cols), sparsity).reshape(batch, 1, rows, cols)
 
 
+def fail_tiles(mask: torch.Tensor | None, fraction: float) -> torch.Tensor | None:
+    """Flip ⌊fraction·kept⌋ of each sample's kept tiles (B, 1, Ht, Wt) to pruned, chosen at random
+    (torch's global generator): a mask generator that misses important regions. None stays None."""
+    if mask is None:
+        return None
+    flat = mask.detach().flatten(1)
+    failed = flat.clone()
+    for row, kept in zip(failed, flat):
+        active = torch.nonzero(kept > 0, as_tuple=True)[0]
+        count = int(fraction * active.numel())
+        row[active[torch.randperm(active.numel(), device=active.device)[:count]]] = 0.0
+    return failed.view_as(mask)
+
+
 def expand_tiles(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Resample a tile-grid mask (B, 1, Ht, Wt) to a layer's (h, w) by block repetition.
 

@@ -336,11 +336,12 @@ class SparseEngine:
 
     @torch.no_grad()
     def __call__(self, frames: torch.Tensor, fallback: torch.Tensor, *, data_sparsity: float = 0.0,
-                 model_sparsity: float = 0.0, policy: str = "dyna") -> SparseResult:
+                 model_sparsity: float = 0.0, policy: str = "dyna", mask_failure: float = 0.0) -> SparseResult:
         """frames (B, T_in, C, H, W), fallback (B, T_out, C, H, W), normalised; H, W multiples of the tile."""
         model = self.model
         importance_map, _, masks = model.select_masks(frames, fallback, data_sparsity=data_sparsity,
-                                                      model_sparsity=model_sparsity, policy=policy)
+                                                      model_sparsity=model_sparsity, policy=policy,
+                                                      mask_failure=mask_failure)
         size = frames.shape[-2:]
         forecasts, accounting = [], []
         for b in range(frames.shape[0]):

@@ -76,10 +76,13 @@ def _batch_of(data: WindowDataset, indices, crop: int, multiple: int, generator:
 
 
 def validation_point(config: RunConfig) -> Operating:
-    """Where a run is validated: sd = sw = train.validation_sparsity under the dyna policy."""
+    """Where a run is validated under the dyna policy: sd = train.validation_sparsity, sw =
+    train.validation_model_sparsity (default: the same)."""
     cfg = config.train
-    return Operating("dyna", cfg.validation_sparsity, cfg.validation_sparsity) if cfg.policy == "dyna" \
-        else Operating(cfg.policy)
+    if cfg.policy != "dyna":
+        return Operating(cfg.policy)
+    sw = cfg.validation_sparsity if cfg.validation_model_sparsity is None else cfg.validation_model_sparsity
+    return Operating("dyna", cfg.validation_sparsity, sw)
 
 
 def validate(checkpoint: Checkpoint, data: TrainingData, operating: Operating) -> dict:
@@ -129,7 +132,8 @@ class _Session:
         """One optimiser step on ``batch`` (any-sparsity draw under the dyna policy)."""
         cfg, model = self.cfg, self.model
         model.train()
-        sd, sw = ((float(torch.empty(1).uniform_(*cfg.sparsity_range, generator=self.generator)) for _ in range(2))
+        ranges = (cfg.sparsity_range, cfg.model_sparsity_range or cfg.sparsity_range)
+        sd, sw = ((float(torch.empty(1).uniform_(*r, generator=self.generator)) for r in ranges)
                   if cfg.policy == "dyna" else (0.0, 0.0))
         prediction = self.forward(batch["frames"], batch["fallback"], data_sparsity=sd, model_sparsity=sw,
                                   policy=cfg.policy)

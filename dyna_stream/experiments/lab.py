@@ -1,0 +1,128 @@
+"""The lab: trains (or reuses) the checkpoints a suite needs and measures forecasters on test data.
+
+Checkpoints live under ``<runs>/<data set>/<backbone>/<variant>/model.pt`` and are reused when
+their stored configuration equals the one the suite asks for (MP checkpoints: when newer than
+the dense and Dyna-Pruner checkpoints they derive from).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import RunConfig, load_config
+from ..data.registry import get_dataset, load_split
+from ..data.series import Series
+from ..data.windows import WindowDataset
+from ..evaluate.runner import Operating, model_forecasts, score
+from ..evaluate.timing import batch1_latency
+from ..model.checkpoint import Checkpoint, load_checkpoint
+from ..predictor import Predictor
+from ..train.mp_baseline import prune_and_finetune
+from ..train.trainer import train
+from .suite import Suite
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Trained:
+    path: Path
+    checkpoint: Checkpoint
+
+    @property
+    def train_seconds(self) -> float:
+        return float(self.checkpoint.metrics.get("train_seconds") or 0.0)
+
+
+def _comparable(config: RunConfig) -> dict:
+    tree = config.model_dump(mode="json")
+    tree["data"].pop("root")
+    return tree
+
+
+class Lab:
+    """Parameters: suite; runs : folder of cached checkpoints; data_root : the data sets (None: default)."""
+
+    def __init__(self, suite: Suite, *, runs: str | Path, data_root: str | Path | None = None,
+                 progress: bool = False) -> None:
+        self.suite, self.runs, self.progress = suite, Path(runs), progress
+        self.data_root = None if data_root is None else str(data_root)
+        self._series: dict[str, Series] = {}
+        self._windows: dict[tuple, WindowDataset] = {}
+
+    def config(self, dataset: str, backbone: str, variant: str, *extra: str) -> RunConfig:
+        """The run configuration of one variant: data set plan, backbone plan, then ``extra`` overrides."""
+        plan, model = self.suite.datasets[dataset], self.suite.backbones[backbone]
+        kwargs = {**model.kwargs, "tile_latent": plan.tile_latent}
+        config = load_config(None, [
+            f"data.name={dataset}", f"model.backbone={backbone}", f"model.backbone_kwargs={json.dumps(kwargs)}",
+            f"train.validation_sparsity={self.suite.point}", *plan.overrides, *extra,
+            f"train.out_dir={self.runs / dataset / backbone / variant}"])
+        steps = max(1, round(config.train.steps * model.steps_scale))
+        return config.model_copy(update={"train": config.train.model_copy(update={"steps": steps}),
+                                         "data": config.data.model_copy(update={"root": self.data_root})})
+
+    def trained(self, config: RunConfig) -> Trained:
+        path = Path(config.train.out_dir) / "model.pt"
+        if path.is_file():
+            checkpoint = load_checkpoint(path)
+            if _comparable(checkpoint.config) == _comparable(config):
+                log.info("reusing %s", path)
+                return Trained(path, checkpoint)
+        log.info("training %s (%d steps)", config.train.out_dir, config.train.steps)
+        path = train(config, progress=self.progress)
+        return Trained(path, load_checkpoint(path))
+
+    def mp(self, dataset: str, backbone: str, dense: Trained, dyna: Trained) -> Trained:
+        """L1 filter pruning of ``dense`` to the Dyna-Pruner's executed MACs at the suite's point, fine-tuned."""
+        out = self.runs / dataset / backbone / "mp"
+        path = out / "model.pt"
+        newest_parent = max(dense.path.stat().st_mtime, dyna.path.stat().st_mtime)
+        if not path.is_file() or path.stat().st_mtime < newest_parent:
+            steps = max(1, round(dense.checkpoint.config.train.steps * self.suite.mp_steps_fraction))
+            log.info("MP: pruning and fine-tuning %s for %d steps", dense.path, steps)
+            path = prune_and_finetune(dense.path, dyna.path, sparsity=self.suite.point, steps=steps,
+                                      lr=dense.checkpoint.config.train.lr, out_dir=out, data_root=self.data_root,
+                                      progress=self.progress)
+        return Trained(path, load_checkpoint(path))
+
+    def series(self, dataset: str) -> Series:
+        """The test split (its first ``test_frames`` frames when the plan limits them)."""
+        if dataset not in self._series:
+            series = load_split(dataset, "test", self.data_root)
+            frames = self.suite.datasets[dataset].test_frames
+            self._series[dataset] = series.slice(0, min(frames, len(series))) if frames else series
+        return self._series[dataset]
+
+    def windows(self, dataset: str, checkpoint: Checkpoint) -> WindowDataset:
+        spec = get_dataset(dataset)
+        key = (dataset, json.dumps(checkpoint.normaliser.to_dict(), sort_keys=True), checkpoint.model.tile_size)
+        if key not in self._windows:
+            self._windows[key] = WindowDataset(self.series(dataset), t_in=spec.t_in, t_out=spec.t_out,
+                                               normaliser=checkpoint.normaliser, fallback=spec.fallback,
+                                               multiple=checkpoint.model.tile_size)
+        return self._windows[key]
+
+    def measure(self, dataset: str, trained: Trained, operating: Operating, *, timed: bool = True) -> dict:
+        """Test MSE/MAE (data units, pooled over valid cells and leads), executed GMACs per window and,
+        when ``timed``, batch-1 latency (median and p95 ms, mask generator + backbone)."""
+        spec, checkpoint = get_dataset(dataset), trained.checkpoint
+        windows = self.windows(dataset, checkpoint)
+        metrics = score(windows, model_forecasts(checkpoint, windows, operating), thresholds=spec.csi_thresholds,
+                        data_range=windows.normaliser.data_range)
+        row = {"mse": metrics["mse_mean"], "mae": metrics["mae_mean"], "gmacs": metrics["macs"] / 1e9,
+               "data_sparsity": operating.data_sparsity, "model_sparsity": operating.model_sparsity}
+        if timed:
+            latency = self.latency(windows, checkpoint, operating)
+            row.update(latency_ms=latency.median_ms, latency_p95_ms=latency.p95_ms)
+        return row
+
+    def latency(self, windows: WindowDataset, checkpoint: Checkpoint, operating: Operating):
+        predictor = Predictor(checkpoint, data_sparsity=operating.data_sparsity,
+                              model_sparsity=operating.model_sparsity, policy=operating.policy,
+                              engine=operating.engine)
+        item, size = windows[0], (windows.height, windows.width)
+        return batch1_latency(lambda: predictor.run_normalised(item["frames"], item["fallback"], size).macs,
+                              runs=self.suite.latency_runs, warmup=self.suite.latency_warmup)

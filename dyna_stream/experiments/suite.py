@@ -1,0 +1,101 @@
+"""Experiment suites: which data sets, backbones, budgets and studies reproduce the paper's tables.
+
+A suite is a YAML file validated at load (unknown keys, data sets and backbones are refused with
+the registered names); ``paper`` and ``quick`` ship with the package (``suites/``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ..backbones import BACKBONES
+from ..config import load_config
+from ..data.registry import DATASETS
+from ..errors import ConfigError
+
+SUITES_DIR = Path(__file__).with_name("suites")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatasetPlan(_Strict):
+    """How every backbone trains on one data set: RunConfig overrides (``section.key=value``)."""
+
+    overrides: list[str] = Field(default_factory=list)
+    tile_latent: int = Field(4, ge=1, description="tile side in latent pixels (input tile = 4 × this)")
+    test_frames: int | None = Field(None, ge=2, description="score only the first N test frames (quick runs)")
+
+
+class BackbonePlan(_Strict):
+    kwargs: dict = Field(default_factory=dict, description="builder arguments (widths, blocks, ...)")
+    steps_scale: float = Field(1.0, gt=0, description="multiplies the data set's train.steps (slow backbones)")
+
+
+class Study(_Strict):
+    """One (data set, backbone) pair a study runs on."""
+
+    dataset: str
+    backbone: str
+
+
+class Robustness(_Strict):
+    noise: list[float] = Field(default_factory=lambda: [0.01, 0.05], description="σ, normalised units")
+    mask_failure: list[float] = Field(default_factory=lambda: [0.05, 0.10], description="kept tiles flipped")
+
+
+class Suite(_Strict):
+    name: str
+    datasets: dict[str, DatasetPlan]
+    backbones: dict[str, BackbonePlan]
+    point: float = Field(0.7, gt=0, lt=1, description="the default operating point sd = sw")
+    pareto_points: list[float] = Field(default_factory=lambda: [0.3, 0.5, 0.7, 0.9])
+    mp_steps_fraction: float = Field(0.25, gt=0, le=1, description="MP fine-tuning steps / training steps")
+    robustness: Robustness = Field(default_factory=Robustness)
+    sensitivity: Study | None = None
+    sensitivity_points: list[tuple[float, float]] = Field(
+        default_factory=lambda: [(0.5, 0.5), (0.7, 0.5), (0.7, 0.7), (0.9, 0.7), (0.9, 0.9)])
+    ablation: Study | None = None
+    latency_runs: int = Field(20, ge=1)
+    latency_warmup: int = Field(3, ge=0)
+
+    @field_validator("datasets")
+    @classmethod
+    def _known_datasets(cls, value: dict) -> dict:
+        unknown = sorted(set(value) - set(DATASETS))
+        if unknown:
+            raise ValueError(f"unknown data set(s) {unknown}; choose from {sorted(DATASETS)}")
+        return value
+
+    @field_validator("backbones")
+    @classmethod
+    def _known_backbones(cls, value: dict) -> dict:
+        unknown = sorted(set(value) - set(BACKBONES))
+        if unknown:
+            raise ValueError(f"unknown backbone(s) {unknown}; choose from {sorted(BACKBONES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _studies_in_suite(self) -> Suite:
+        for label, study in (("sensitivity", self.sensitivity), ("ablation", self.ablation)):
+            if study is not None and (study.dataset not in self.datasets or study.backbone not in self.backbones):
+                raise ValueError(f"{label} runs on {study.dataset}/{study.backbone}, which the suite does not train; "
+                                 f"data sets {sorted(self.datasets)}, backbones {sorted(self.backbones)}")
+        return self
+
+
+def bundled_suites() -> list[str]:
+    return sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
+
+
+def load_suite(name_or_path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Suite:
+    """A bundled suite by name (``paper``, ``quick``) or a suite YAML file, with ``key=value`` overrides."""
+    path = Path(name_or_path)
+    if not path.is_file():
+        path = SUITES_DIR / f"{name_or_path}.yaml"
+        if not path.is_file():
+            raise ConfigError(f"suite {str(name_or_path)!r} is neither a file nor a bundled suite "
+                              f"({', '.join(bundled_suites())})")
+    return load_config(path, overrides, schema=Suite)

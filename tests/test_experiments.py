@@ -1,0 +1,130 @@
+"""The experiment runner: suites are validated, every table is trained and measured for real, the
+results land in Markdown + JSON + plots, and checkpoints are reused on a second run."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from dyna_stream.data import registry
+from dyna_stream.data.registry import DatasetSpec
+from dyna_stream.data.synthetic import moving_storms
+from dyna_stream.errors import ConfigError
+from dyna_stream.experiments.run import BEGIN, END, run_suite
+from dyna_stream.experiments.suite import bundled_suites, load_suite
+
+TINY_SUITE = {
+    "name": "smoke",
+    "point": 0.5,
+    "pareto_points": [0.5, 0.7],
+    "mp_steps_fraction": 0.5,
+    "datasets": {"storms": {"tile_latent": 1, "overrides": [
+        "train.steps=4", "train.batch_size=2", "train.crop=32", "train.warmup_steps=1", "train.validate_every=2"]}},
+    "backbones": {"simvp": {"kwargs": {"width": 4, "latent": 4, "hidden": 4, "blocks": 1}},
+                  "convlstm": {"kwargs": {"width": 4, "hidden": 4, "layers": 1, "kernel": 3}, "steps_scale": 0.5}},
+    "sensitivity": {"dataset": "storms", "backbone": "simvp"},
+    "sensitivity_points": [[0.5, 0.5], [0.7, 0.5]],
+    "ablation": {"dataset": "storms", "backbone": "simvp"},
+    "latency_runs": 2,
+    "latency_warmup": 0,
+}
+
+
+def _storms(folder, split: str):
+    return moving_storms(frames=14, height=32, width=32, seed={"train": 0, "val": 1, "test": 2}[split])
+
+
+@pytest.fixture
+def storms(tmp_path, monkeypatch):
+    """A synthetic data set registered like the real ones (3 → 2 frames, persistence fallback)."""
+    monkeypatch.setitem(registry.DATASETS, "storms",
+                        DatasetSpec("storms", "storms", 3, 2, "persistence", (20.0,), _storms))
+    (tmp_path / "data" / "storms").mkdir(parents=True)
+    return tmp_path / "data"
+
+
+def _write_suite(tmp_path, tree: dict):
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(tree, sort_keys=False))
+    return path
+
+
+def test_bundled_suites_load():
+    assert {"paper", "quick"} <= set(bundled_suites())
+    paper = load_suite("paper")
+    assert set(paper.backbones) == {"simvp", "tau", "convlstm"}
+    assert set(paper.datasets) == {"radar-fmi", "taxi-nyc", "era5-t2m"}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"backbones": {"unet": {}}}, "unknown backbone(s) ['unet']; choose from ['convlstm', 'simvp', 'tau']"),
+    ({"datasets": {"mnist": {}}}, "unknown data set(s) ['mnist']; choose from"),
+    ({"latency_rounds": 3}, "latency_rounds"),
+    ({"ablation": {"dataset": "storms", "backbone": "tau"}}, "ablation runs on storms/tau, which the suite does not"),
+])
+def test_bad_suites_name_the_problem(tmp_path, storms, change, message):
+    with pytest.raises(ConfigError, match=None) as error:
+        load_suite(_write_suite(tmp_path, {**TINY_SUITE, **change}))
+    assert message in str(error.value)
+
+
+def test_unknown_suite_lists_the_bundled_ones():
+    with pytest.raises(ConfigError, match="neither a file nor a bundled suite .*paper"):
+        load_suite("papers")
+
+
+def test_suite_end_to_end_then_reused(tmp_path, storms, caplog):
+    suite = load_suite(_write_suite(tmp_path, TINY_SUITE))
+    publish = tmp_path / "docs" / "results.md"
+    publish.parent.mkdir()
+    publish.write_text("# Results\n\nearlier sections\n")
+    out = tmp_path / "docs" / "experiments"
+    path = run_suite(suite, runs=tmp_path / "runs", out=out, data_root=storms, publish=publish)
+
+    results = json.loads((out / "results.json").read_text())
+    assert [(c["dataset"], c["backbone"]) for c in results["table1"]] == [("storms", "simvp"), ("storms", "convlstm")]
+    for combo in results["table1"]:
+        kinds = [r["kind"] for r in combo["rows"]]
+        assert kinds == ["dense", "MP", "random", "dyna"]
+        rows = {r["kind"]: r for r in combo["rows"]}
+        assert rows["dyna"]["gmacs"] < rows["dense"]["gmacs"] and all(r["latency_ms"] > 0 for r in combo["rows"])
+        assert rows["MP"]["gmacs"] <= rows["dyna"]["gmacs"] * 1.000001      # L1 pruned to the same budget
+        assert [p["data_sparsity"] for p in combo["pareto"]] == [0.7]
+    for combo in results["table2"]:
+        dyna = next(r for r in combo["rows"] if r["kind"] == "dyna")
+        assert set(dyna["noise"]) == {"0.01", "0.05"} and set(dyna["mask_failure"]) == {"0.05", "0.1"}
+        assert dyna["noise"]["0.05"] != dyna["clean"]
+    assert [(r["data_sparsity"], r["model_sparsity"]) for r in results["table3"]["rows"]] == [(0.5, 0.5), (0.7, 0.5)]
+    fixed = results["table3"]["rows"][1]["fixed"]
+    assert fixed["gmacs"] == pytest.approx(results["table3"]["rows"][1]["any"]["gmacs"])
+    labels = [r["label"] for r in results["table4"]["rows"]]
+    assert labels == ["dense", "DP-only", "MP-only", "independent DP+MP (no shared S)", "full Dyna-Pruner"]
+    dp_only = results["table4"]["rows"][1]
+    assert (dp_only["data_sparsity"], dp_only["model_sparsity"]) == (0.5, 0.0)
+
+    text = path.read_text()
+    for heading in ("## Goals", "## Table I", "## Table II", "## Table III", "## Table IV", "pareto_storms.png"):
+        assert heading in text
+    assert (out / "pareto_storms.png").stat().st_size > 1000
+    trained = {p: p.stat().st_mtime for p in (tmp_path / "runs").rglob("model.pt")}
+    assert len(trained) == 2 * 3 + 2 + 3          # per backbone dense/dyna/MP, 2 fixed points, 3 ablations
+
+    caplog.set_level("INFO", logger="dyna_stream")
+    run_suite(suite, runs=tmp_path / "runs", out=out, data_root=storms, publish=publish)
+    assert {p: p.stat().st_mtime for p in (tmp_path / "runs").rglob("model.pt")} == trained
+    assert "training" not in " ".join(r.message for r in caplog.records if r.name.endswith("lab"))
+    published = publish.read_text()
+    assert published.startswith("# Results\n\nearlier sections\n")
+    assert published.count(BEGIN) == 1 and published.count(END) == 1
+    assert "](experiments/pareto_storms.png)" in published
+
+
+@pytest.mark.slow
+def test_bundled_quick_suite_on_real_data(tmp_path, data_root):
+    suite = load_suite("quick")
+    path = run_suite(suite, runs=tmp_path / "runs", out=tmp_path / "out", data_root=data_root)
+    results = json.loads(path.with_suffix(".json").read_text())
+    assert len(results["table1"]) == len(suite.datasets) * len(suite.backbones)
+    for combo in results["table1"]:
+        assert all(r["mse"] > 0 and r["latency_ms"] > 0 for r in combo["rows"])
