@@ -128,3 +128,12 @@ def test_bundled_quick_suite_on_real_data(tmp_path, data_root):
     assert len(results["table1"]) == len(suite.datasets) * len(suite.backbones)
     for combo in results["table1"]:
         assert all(r["mse"] > 0 and r["latency_ms"] > 0 for r in combo["rows"])
+
+
+def test_cli_refuses_a_bad_suite_naming_the_key(tmp_path, caplog):
+    from dyna_stream.cli import main
+
+    bad = _write_suite(tmp_path, {**TINY_SUITE, "datasets": {"radar": {}}})
+    assert main(["-q", "experiments", "--suite", str(bad), "--runs", str(tmp_path / "runs")]) == 2
+    assert "datasets" in caplog.text and "unknown data set(s) ['radar']" in caplog.text
+    assert not (tmp_path / "runs").exists()

@@ -46,6 +46,13 @@ class Robustness(_Strict):
     mask_failure: list[float] = Field(default_factory=lambda: [0.05, 0.10], description="kept tiles flipped")
 
 
+def _registered(value: dict, registry: dict, what: str) -> dict:
+    unknown = sorted(set(value) - set(registry))
+    if unknown:
+        raise ValueError(f"unknown {what}(s) {unknown}; choose from {sorted(registry)}")
+    return value
+
+
 class Suite(_Strict):
     name: str
     datasets: dict[str, DatasetPlan]
@@ -64,18 +71,12 @@ class Suite(_Strict):
     @field_validator("datasets")
     @classmethod
     def _known_datasets(cls, value: dict) -> dict:
-        unknown = sorted(set(value) - set(DATASETS))
-        if unknown:
-            raise ValueError(f"unknown data set(s) {unknown}; choose from {sorted(DATASETS)}")
-        return value
+        return _registered(value, DATASETS, "data set")
 
     @field_validator("backbones")
     @classmethod
     def _known_backbones(cls, value: dict) -> dict:
-        unknown = sorted(set(value) - set(BACKBONES))
-        if unknown:
-            raise ValueError(f"unknown backbone(s) {unknown}; choose from {sorted(BACKBONES)}")
-        return value
+        return _registered(value, BACKBONES, "backbone")
 
     @model_validator(mode="after")
     def _studies_in_suite(self) -> Suite:
