@@ -8,6 +8,8 @@ unit (i, f, o, g), so pruning a hidden unit removes its 4 filters together (gate
 ``cell{l}``); h and c live on canvases at the latent resolution, zero on pruned tiles and units.
 After each fallback step the top h is decoded (two PixelShuffle(2) stages); one zero-initialised
 1×1 readout over the T_out decoded steps gives the correction (B, T_out·C, H, W).
+Normalisation is BatchNorm on the gate convs (OpenSTL's LayerNorm would pool over pruned tiles):
+folded into the conv at inference, so the sparse executor stays exact.
 """
 from __future__ import annotations
 

@@ -125,8 +125,9 @@ def markdown(results: dict, figures: dict[str, str]) -> str:
     checks = goals(results)
     met = sum(c["met"] for c in checks)
     lines = [f"# Experiments: suite `{results['suite']}`", "",
-             f"Run {results['started']} on {results['machine']}, torch {results['torch']}; wall time "
-             f"{results['wall_seconds'] / 60:.1f} min (training {results['train_seconds'] / 60:.1f} min of it). "
+             f"Run {results['started']} on {results['machine']}, torch {results['torch']}: wall time "
+             f"{results['wall_seconds'] / 60:.1f} min; the checkpoints it scored took "
+             f"{results['train_seconds'] / 60:.1f} min to train (checkpoints reused from an earlier run included). "
              f"Command: `{results['command']}`.", "",
              f"## Goals: {met} of {len(checks)} met", ""]
     lines += _table(["combination", "goal", "met", "measured"],
