@@ -48,8 +48,10 @@ def standard_entries(dyna: Checkpoint, *, dense: Checkpoint | None = None, mp: C
     return entries
 
 
-def _windows(spec: DatasetSpec, series: Series, checkpoint: Checkpoint, cache: dict) -> WindowDataset:
-    key = json.dumps(checkpoint.normaliser.to_dict(), sort_keys=True)
+def cached_windows(spec: DatasetSpec, series: Series, checkpoint: Checkpoint, cache: dict) -> WindowDataset:
+    """The windows of ``series`` as ``checkpoint`` sees them (its normalisation and tile padding),
+    built once per normalisation, tile size and series in ``cache``."""
+    key = (json.dumps(checkpoint.normaliser.to_dict(), sort_keys=True), checkpoint.model.tile_size, id(series))
     if key not in cache:
         cache[key] = WindowDataset(series, t_in=spec.t_in, t_out=spec.t_out, normaliser=checkpoint.normaliser,
                                    fallback=spec.fallback, multiple=checkpoint.model.tile_size)
@@ -66,10 +68,10 @@ def evaluate_entries(spec: DatasetSpec, series: Series, entries: list[Entry]) ->
         if entry.checkpoint is None:
             if reference is None:
                 raise ValueError("a report needs at least one model checkpoint")
-            windows = _windows(spec, series, reference, cache)
+            windows = cached_windows(spec, series, reference, cache)
             forecasts = extrapolation_forecasts(windows, entry.method)
         else:
-            windows = _windows(spec, series, entry.checkpoint, cache)
+            windows = cached_windows(spec, series, entry.checkpoint, cache)
             forecasts = model_forecasts(entry.checkpoint, windows, entry.operating)
         metrics = score(windows, forecasts, thresholds=spec.csi_thresholds, data_range=windows.normaliser.data_range)
         rows.append({"label": entry.label, "method": entry.method, "policy": entry.operating.policy,

@@ -15,8 +15,9 @@ from ..config import RunConfig, load_config
 from ..data.registry import get_dataset, load_split
 from ..data.series import Series
 from ..data.windows import WindowDataset
+from ..evaluate.report import cached_windows
 from ..evaluate.runner import Operating, model_forecasts, score
-from ..evaluate.timing import batch1_latency
+from ..evaluate.timing import Latency, batch1_latency
 from ..model.checkpoint import Checkpoint, load_checkpoint
 from ..predictor import Predictor
 from ..train.mp_baseline import prune_and_finetune
@@ -50,7 +51,7 @@ class Lab:
         self.suite, self.runs, self.progress = suite, Path(runs), progress
         self.data_root = None if data_root is None else str(data_root)
         self._series: dict[str, Series] = {}
-        self._windows: dict[tuple, WindowDataset] = {}
+        self._windows: dict = {}
 
     def config(self, dataset: str, backbone: str, variant: str, *extra: str) -> RunConfig:
         """The run configuration of one variant: data set plan, backbone plan, then ``extra`` overrides."""
@@ -97,13 +98,7 @@ class Lab:
         return self._series[dataset]
 
     def windows(self, dataset: str, checkpoint: Checkpoint) -> WindowDataset:
-        spec = get_dataset(dataset)
-        key = (dataset, json.dumps(checkpoint.normaliser.to_dict(), sort_keys=True), checkpoint.model.tile_size)
-        if key not in self._windows:
-            self._windows[key] = WindowDataset(self.series(dataset), t_in=spec.t_in, t_out=spec.t_out,
-                                               normaliser=checkpoint.normaliser, fallback=spec.fallback,
-                                               multiple=checkpoint.model.tile_size)
-        return self._windows[key]
+        return cached_windows(get_dataset(dataset), self.series(dataset), checkpoint, self._windows)
 
     def measure(self, dataset: str, trained: Trained, operating: Operating, *, timed: bool = True) -> dict:
         """Test MSE/MAE (data units, pooled over valid cells and leads), executed GMACs per window and,
@@ -119,7 +114,7 @@ class Lab:
             row.update(latency_ms=latency.median_ms, latency_p95_ms=latency.p95_ms)
         return row
 
-    def latency(self, windows: WindowDataset, checkpoint: Checkpoint, operating: Operating):
+    def latency(self, windows: WindowDataset, checkpoint: Checkpoint, operating: Operating) -> Latency:
         predictor = Predictor(checkpoint, data_sparsity=operating.data_sparsity,
                               model_sparsity=operating.model_sparsity, policy=operating.policy,
                               engine=operating.engine)
