@@ -46,7 +46,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     checkpoint = load_checkpoint(BUNDLED_MODEL)
     frames, windows = profile_inputs(checkpoint)
-    rows = measure(checkpoint, frames, windows, runs=8)
+    rows = measure(Predictor(checkpoint), frames, windows, runs=8)
     print(format_table(rows))
     error_of = {(r["data_sparsity"], r["model_sparsity"]): r["error"] for r in rows}
     dense_ms = next(r["latency_ms"] for r in rows if r["data_sparsity"] == 0 and r["model_sparsity"] == 0)

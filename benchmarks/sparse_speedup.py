@@ -8,6 +8,10 @@ is timed in a child process against eager dense again (Inductor's own OpenMP thr
 otherwise contend with the eager candidates on a 2-core machine); its latency here is eager dense
 × that measured ratio.
 
+On CUDA the compiled dense model uses ``mode="reduce-overhead"`` (CUDA graphs): at batch 1 a GPU is
+launch-bound, and a graph replay is the fair dense baseline there. ``--profile FILE`` writes the
+torch.profiler operator table of one sd=sw=0.7 step (where a sparse step spends its time).
+
     python benchmarks/sparse_speedup.py [--checkpoint M.pt] [--device cpu|cuda] [--threads 2] [--json out.json]
 """
 from __future__ import annotations
@@ -75,6 +79,21 @@ def window(checkpoint, device: torch.device) -> tuple[torch.Tensor, torch.Tensor
                  for a in (frames, fallback))
 
 
+def write_profile(step, device: torch.device, path: Path, steps: int = 10) -> None:
+    """The profiler's operator table (self time, calls) over ``steps`` calls of ``step``."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as profiler:
+        for _ in range(steps):
+            step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{steps} steps\n" + profiler.key_averages().table(sort_by=sort, row_limit=40))
+
+
 def compiled_ratio(args: argparse.Namespace) -> dict:
     """Run this script's compiled phase in a child process: compiled / eager dense latency."""
     command = [sys.executable, __file__, "--phase", "compiled", "--checkpoint", args.checkpoint,
@@ -97,6 +116,7 @@ def main() -> None:
     parser.add_argument("--strategy", default="auto", choices=["auto", "windows", "canvas"],
                         help="sparse engine layer strategy (default: auto, per layer)")
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--profile", help="write the profiler table of one sd=sw=0.7 step here")
     parser.add_argument("--phase", default="main", choices=["main", "compiled"], help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -113,7 +133,8 @@ def main() -> None:
         dense_macs = float(model.backbone.macs(dense_ctx, 1, device)[0])
         candidates = {"dense eager": lambda: model.backbone(inputs, dense_ctx)}
         if args.phase == "compiled":
-            compiled = torch.compile(lambda x: model.backbone(x, MaskContext()))
+            mode = "reduce-overhead" if device.type == "cuda" else "default"
+            compiled = torch.compile(lambda x: model.backbone(x, MaskContext()), mode=mode)
             started = time.perf_counter()
             compiled(inputs)
             compile_seconds = time.perf_counter() - started
@@ -131,6 +152,8 @@ def main() -> None:
             macs[sparsity] = step().accounting[0].macs
             candidates[f"sd=sw={sparsity:g}"] = step
         latency = timed(candidates, runs=args.runs, warmup=args.warmup, device=device)
+        if args.profile:
+            write_profile(candidates["sd=sw=0.7"], device, Path(args.profile))
 
     dense = {"eager": latency["dense eager"]}
     compile_note = {} if args.no_compile else compiled_ratio(args)

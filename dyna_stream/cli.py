@@ -84,6 +84,13 @@ def _prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _runtime_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--engine", default="auto", choices=["auto", "sparse", "masked"],
+                        help="execute only kept tiles/channels (sparse), the masked dense graph (masked), or the "
+                             "one that pays on the device (auto: sparse on CPUs, masked on GPUs)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (the GPU if torch sees one)")
+
+
 def _eval_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="Dyna-Pruner checkpoint")
     parser.add_argument("--dense", help="dense baseline checkpoint (same data)")
@@ -91,8 +98,7 @@ def _eval_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sparsities", type=float, nargs="+", default=[0.5, 0.7, 0.9],
                         help="Dyna-Pruner / random operating points sd = sw")
     parser.add_argument("--split", default="test", choices=["train", "val", "test"])
-    parser.add_argument("--engine", default="sparse", choices=["sparse", "masked"],
-                        help="execute only kept tiles/channels (sparse) or the masked dense graph")
+    _runtime_args(parser)
     parser.add_argument("--data-root", help="folder holding the data sets")
     parser.add_argument("--out", required=True, help="report folder (report.md, report.json, importance.png)")
 
@@ -102,7 +108,8 @@ def _eval(args: argparse.Namespace) -> int:
     from .evaluate.suite import run_evaluation
 
     md_path = run_evaluation(args.checkpoint, dense=args.dense, mp=args.mp, sparsities=tuple(args.sparsities),
-                             split=args.split, data_root=args.data_root, out_dir=args.out, engine=args.engine)
+                             split=args.split, data_root=args.data_root, out_dir=args.out, engine=args.engine,
+                             device=args.device)
     print(md_path)
     return 0
 
@@ -118,7 +125,7 @@ def _predict_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sd", type=float, default=0.7, help="data sparsity (share of tiles pruned)")
     parser.add_argument("--sw", type=float, default=0.7, help="model sparsity (share of units pruned)")
     parser.add_argument("--policy", default="dyna", choices=["dyna", "dense", "random", "static"])
-    parser.add_argument("--engine", default="sparse", choices=["sparse", "masked"])
+    _runtime_args(parser)
     parser.add_argument("--out", default="out", help="output folder")
 
 
@@ -128,7 +135,7 @@ def _predict(args: argparse.Namespace) -> int:
 
     for path in predict_file(args.checkpoint, args.input, out_dir=args.out, variable=args.variable,
                              data_sparsity=args.sd, model_sparsity=args.sw, policy=args.policy,
-                             engine=args.engine):
+                             engine=args.engine, device=args.device):
         print(path)
     return 0
 
@@ -203,6 +210,7 @@ def _profile_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=int, default=15, help="timed runs per operating point")
     parser.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "dyna_stream"))
     parser.add_argument("--threads", type=int, default=2)
+    _runtime_args(parser)
 
 
 @command("profile", "measure latency, MACs, power and error per operating point on this machine")(_profile_args)
@@ -212,11 +220,13 @@ def _profile(args: argparse.Namespace) -> int:
     from .control.power import detect_meter
     from .control.profile import format_table, load_or_measure, profile_inputs
     from .model.checkpoint import load_checkpoint
+    from .predictor import Predictor
 
     torch.set_num_threads(args.threads)
     checkpoint = load_checkpoint(args.checkpoint)
     frames, windows = profile_inputs(checkpoint, args.data_root)
-    rows = load_or_measure(args.checkpoint, checkpoint, frames, windows, cache_dir=args.cache_dir, runs=args.runs,
+    predictor = Predictor(checkpoint, engine=args.engine, device=args.device)
+    rows = load_or_measure(args.checkpoint, predictor, frames, windows, cache_dir=args.cache_dir, runs=args.runs,
                            meter=detect_meter())
     print(format_table(rows))
     return 0

@@ -29,6 +29,10 @@ class ModelConfig(_Strict):
     unit_pooling: Literal["importance", "uniform"] = Field(
         "importance", description="unit importance from generator features pooled with S as weights (the shared "
                                   "S of Dyna-Pruner), or uniformly (independent data and model masks, an ablation)")
+    norm_statistics: Literal["active", "all"] = Field(
+        "active", description="training BatchNorm statistics over the kept tiles and channels of each sample "
+                              "(consistent at every sparsity), or over the whole batch (plain BatchNorm; "
+                              "checkpoints older than this option)")
 
 
 class TrainConfig(_Strict):
@@ -175,7 +179,11 @@ class OperatingConfig(_Strict):
     data_sparsity: float = Field(0.7, ge=0, lt=1)
     model_sparsity: float = Field(0.7, ge=0, lt=1)
     policy: Literal["dyna", "dense", "random", "static"] = "dyna"
-    engine: Literal["sparse", "masked"] = "sparse"
+    engine: Literal["auto", "sparse", "masked"] = Field(
+        "auto", description="sparse: only kept tiles and channels run; masked: the dense graph with masks; "
+                            "auto: sparse on CPUs, masked on GPUs (where batch-1 sparse execution is slower)")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+                        description="where the model runs: auto (the GPU if torch sees one), cpu, cuda, cuda:N")
     threads: int | None = Field(2, ge=1)
 
 

@@ -15,7 +15,7 @@ from .predictor import Predictor
 
 def predict_file(checkpoint: str | Path, input_path: str | Path, *, out_dir: str | Path,
                  variable: str | None = None, data_sparsity: float = 0.7, model_sparsity: float = 0.7,
-                 policy: str = "dyna", engine: str = "sparse") -> list[Path]:
+                 policy: str = "dyna", engine: str = "auto", device: str = "auto") -> list[Path]:
     """Forecast from the last T_in frames of ``input_path``; returns the files written.
 
     Writes ``forecast.npz`` (forecast (T_out, C, H, W) and fallback in physical units,
@@ -27,7 +27,7 @@ def predict_file(checkpoint: str | Path, input_path: str | Path, *, out_dir: str
         raise DataError(f"{input_path}: {len(series)} frames, the model needs the latest {ckpt.t_in}")
     ckpt.normaliser.check_channels(series.shape[1])
     predictor = Predictor(ckpt, data_sparsity=data_sparsity, model_sparsity=model_sparsity, policy=policy,
-                          engine=engine)
+                          engine=engine, device=device)
     window = series.slice(len(series) - ckpt.t_in, len(series))
     result = predictor(window.values)
     out_dir = Path(out_dir)

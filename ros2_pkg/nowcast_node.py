@@ -117,7 +117,7 @@ class NowcastNode(LifecycleNode):
     # --- lifecycle -------------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Load and profile the model, build the controller and buffer, create the topics."""
-        for name in ("input_reliability", "output_reliability", "policy", "engine"):
+        for name in ("input_reliability", "output_reliability", "policy", "engine", "device"):
             if (reason := check_choice(name, self.param(name))) is not None:
                 self.get_logger().error(f"configure failed: {reason}")
                 return FAILURE
@@ -151,14 +151,15 @@ class NowcastNode(LifecycleNode):
                             "bundled radar model)")
         torch.set_num_threads(self.param("threads"))
         checkpoint = load_checkpoint(Path(model_path).expanduser())
-        predictor = Predictor(checkpoint, policy=self.param("policy"), engine=self.param("engine"))
+        predictor = Predictor(checkpoint, policy=self.param("policy"), engine=self.param("engine"),
+                              device=self.param("device"))
         meter = detect_meter()
         control = ControlConfig(latency_budget_ms=self.param("latency_budget_ms") or None,
                                 power_cap_w=self.param("power_cap_w") or None, confidence=self.param("confidence"),
                                 dwell_frames=self.param("dwell_frames"), hysteresis=self.param("hysteresis"),
                                 endpoint=None, profile_runs=self.param("profile_runs"),
                                 cache_dir=self.param("profile_cache_dir"), data_root=self.param("data_root") or None)
-        controller = profiled_controller(checkpoint, Path(model_path).expanduser(), control, meter)
+        controller = profiled_controller(predictor, Path(model_path).expanduser(), control, meter)
         controller.set_bounds((self.param("sd_min"), self.param("sd_max")), (self.param("sw_min"),
                                                                                self.param("sw_max")))
         if meter is None and control.power_cap_w:

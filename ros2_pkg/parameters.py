@@ -49,7 +49,10 @@ PARAMETERS: tuple[Spec, ...] = (
     Spec("grid_width", 0, "model grid columns; 0: the first frame's", (0, 16384)),
     Spec("resize", False, "resize frames on another grid (else reject them)"),
     Spec("policy", "dyna", "mask policy", choices=("dyna", "dense", "random", "static")),
-    Spec("engine", "sparse", "sparse: real sparse execution; masked: reference", choices=("sparse", "masked")),
+    Spec("engine", "auto", "sparse: real sparse execution; masked: the dense graph with masks; auto: sparse on "
+         "CPUs, masked on GPUs", choices=("auto", "sparse", "masked")),
+    Spec("device", "auto", "where the model runs: auto (the GPU if torch sees one), cpu, cuda",
+         choices=("auto", "cpu", "cuda")),
     Spec("threads", 2, "torch CPU threads for inference", (1, 256)),
     Spec("latency_budget_ms", 0.0, "p95 inference latency target, ms; 0: none", (0.0, 600000.0), live=True),
     Spec("power_cap_w", 0.0, "board power cap, W; 0: none (ignored without a power meter)", (0.0, 10000.0),

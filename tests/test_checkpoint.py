@@ -75,3 +75,15 @@ def test_a_failed_save_leaves_the_old_file_intact(tmp_path, checkpoint, monkeypa
         save_checkpoint(tmp_path / "m.pt", checkpoint)
     assert (tmp_path / "m.pt").read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]
+
+
+def test_checkpoints_older_than_norm_statistics_load_as_plain_batchnorm(tmp_path, checkpoint):
+    """A checkpoint written before ``model.norm_statistics`` existed was trained with plain BatchNorm."""
+    path = tmp_path / "old.pt"
+    save_checkpoint(path, checkpoint)
+    assert load_checkpoint(path).model.norm_statistics == "active"
+    payload = torch.load(path, weights_only=True)
+    del payload["config"]["model"]["norm_statistics"]
+    torch.save(payload, path)
+    old = load_checkpoint(path)
+    assert old.config.model.norm_statistics == "all" and old.model.norm_statistics == "all"

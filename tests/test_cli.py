@@ -43,6 +43,7 @@ def test_predict_reads_generic_array_files(tmp_path):
     (["--input", "/nonexistent/radar"], "input not found"),
     (["--checkpoint", "/nonexistent.pt"], "checkpoint not found"),
     (["--sd", "1.5"], "data sparsity sd must be in [0, 1)"),
+    (["--device", "tpu"], "device must be cpu, cuda, cuda:N or auto"),
 ])
 def test_bad_input_exits_2_with_a_message_and_writes_nothing(tmp_path, args, message):
     command = [sys.executable, "-m", "dyna_stream.cli", "-q", "predict", *args, "--out", str(tmp_path / "o")]

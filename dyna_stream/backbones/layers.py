@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..model.context import MaskContext
+from ..model.norm import active_batch_norm
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,12 @@ class ConvUnit(nn.Module):
         """Run under ``ctx``: masked dense (MaskContext) or tile/channel-sparse (sparse.SparseContext)."""
         return ctx.conv_unit(self, x)
 
-    def dense(self, x: torch.Tensor) -> torch.Tensor:
-        """The unmasked computation on a whole (B, C_in, h, w) canvas."""
-        y = self.activation(self.norm(self.conv(x)))
+    def dense(self, x: torch.Tensor, active: torch.Tensor | None = None) -> torch.Tensor:
+        """The unmasked computation on a whole (B, C_in, h, w) canvas. ``active`` (broadcastable to the
+        conv output, {0, 1}): in training, BatchNorm statistics over these elements only."""
+        y = self.conv(x)
+        y = self.norm(y) if active is None or not self.norm.training else active_batch_norm(y, self.norm, active)
+        y = self.activation(y)
         return F.pixel_shuffle(y, self.shuffle) if self.shuffle > 1 else y
 
     def output_size(self, size: tuple[int, int]) -> tuple[int, int]:

@@ -13,7 +13,6 @@ import msgpack
 import zmq
 
 from ..config import ControlConfig
-from ..model.checkpoint import Checkpoint
 from ..predictor import Forecast, Predictor
 from .controller import Controller
 from .power import PowerMeter
@@ -22,12 +21,12 @@ from .profile import load_or_measure, points, profile_inputs
 log = logging.getLogger(__name__)
 
 
-def profiled_controller(checkpoint: Checkpoint, checkpoint_path: str | Path, control: ControlConfig,
+def profiled_controller(predictor: Predictor, checkpoint_path: str | Path, control: ControlConfig,
                         meter: PowerMeter | None) -> Controller:
-    """Profile this model on this machine (cached per model + machine), then a controller over
-    the profiled points with the budgets of ``control``."""
-    frames, windows = profile_inputs(checkpoint, control.data_root)
-    rows = load_or_measure(checkpoint_path, checkpoint, frames, windows, cache_dir=Path(control.cache_dir).expanduser(),
+    """Profile the predictor's model on this machine, device and engine (cached per model + machine),
+    then a controller over the profiled points with the budgets of ``control``."""
+    frames, windows = profile_inputs(predictor.checkpoint, control.data_root)
+    rows = load_or_measure(checkpoint_path, predictor, frames, windows, cache_dir=Path(control.cache_dir).expanduser(),
                            runs=control.profile_runs, meter=meter)
     return Controller(points(rows), latency_budget_ms=control.latency_budget_ms,
                       power_cap_w=control.power_cap_w if meter is not None else None,

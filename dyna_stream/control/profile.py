@@ -27,11 +27,14 @@ GRID = ((0.0, 0.0), (0.3, 0.3), (0.5, 0.5), (0.7, 0.7), (0.9, 0.9), (0.5, 0.7), 
 PROFILE_VERSION = 1
 
 
-def machine_key(checkpoint_path: str | Path) -> str:
-    """Model file hash + machine + torch build + threads: a profile is valid only for all four."""
+def machine_key(checkpoint_path: str | Path, predictor: Predictor) -> str:
+    """Model file hash + machine + torch build + threads + device and engine: a profile is valid
+    only for all of them."""
     digest = hashlib.sha256(Path(checkpoint_path).read_bytes()).hexdigest()[:16]
+    device = predictor.device
+    chip = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     machine = f"{platform.node()}|{platform.machine()}|{platform.processor()}|{torch.__version__}|" \
-              f"{torch.get_num_threads()}"
+              f"{torch.get_num_threads()}|{device}|{chip}|{predictor.engine}"
     return f"v{PROFILE_VERSION}-{digest}-{hashlib.sha256(machine.encode()).hexdigest()[:12]}"
 
 
@@ -68,11 +71,12 @@ def _window_error(predictor: Predictor, windows: list[tuple[np.ndarray, np.ndarr
     return squared / max(cells, 1)
 
 
-def measure(checkpoint: Checkpoint, frames: np.ndarray, windows: list, *, grid=GRID, runs: int = 15,
+def measure(predictor: Predictor, frames: np.ndarray, windows: list, *, grid=GRID, runs: int = 15,
             warmup: int = 3, meter: PowerMeter | None = None) -> list[dict]:
-    """Profile rows for ``grid`` on one live window ``frames`` (T_in, C, H, W) and scored ``windows``
-    [(frames, target, valid)] (validation MSE in the data's units²)."""
-    predictor = Predictor(checkpoint)
+    """Profile rows of ``predictor`` (its model, device and engine) for ``grid`` on one live window
+    ``frames`` (T_in, C, H, W) and scored ``windows`` [(frames, target, valid)] (validation MSE in
+    the data's units²). The predictor's own operating point is restored afterwards."""
+    restore = predictor.data_sparsity, predictor.model_sparsity
     rows = []
     for data_sparsity, model_sparsity in grid:
         predictor.data_sparsity, predictor.model_sparsity = data_sparsity, model_sparsity
@@ -91,6 +95,7 @@ def measure(checkpoint: Checkpoint, frames: np.ndarray, windows: list, *, grid=G
                      "macs": latency.macs, "power_w": statistics.median(powers) if powers else None,
                      "error": _window_error(predictor, windows)})
         log.info("profiled sd=%.1f sw=%.1f: %.1f ms", data_sparsity, model_sparsity, rows[-1]["latency_ms"])
+    predictor.data_sparsity, predictor.model_sparsity = restore
     return rows
 
 
@@ -99,16 +104,16 @@ def points(rows: list[dict]) -> list[OperatingPoint]:
             for r in rows]
 
 
-def load_or_measure(checkpoint_path: str | Path, checkpoint: Checkpoint, frames: np.ndarray, windows: list, *,
+def load_or_measure(checkpoint_path: str | Path, predictor: Predictor, frames: np.ndarray, windows: list, *,
                     cache_dir: str | Path, **options) -> list[dict]:
-    """The cached profile for this model and machine, or a fresh measurement (then cached)."""
-    path = Path(cache_dir) / f"profile-{machine_key(checkpoint_path)}.json"
+    """The cached profile for this model, machine, device and engine, or a fresh measurement (then cached)."""
+    path = Path(cache_dir) / f"profile-{machine_key(checkpoint_path, predictor)}.json"
     if path.is_file():
         try:
             return json.loads(path.read_text())["rows"]
         except (ValueError, KeyError):
             log.warning("profile cache %s is unreadable; measuring again", path)
-    rows = measure(checkpoint, frames, windows, **options)
+    rows = measure(predictor, frames, windows, **options)
     write_text(path, json.dumps({"key": path.stem, "rows": rows}, indent=2))
     return rows
 

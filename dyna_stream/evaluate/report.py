@@ -33,17 +33,18 @@ class Entry:
 
 def standard_entries(dyna: Checkpoint, *, dense: Checkpoint | None = None, mp: Checkpoint | None = None,
                      sparsities: tuple[float, ...] = (0.5, 0.7, 0.9), budget: float = 0.7,
-                     engine: str = "sparse") -> list[Entry]:
+                     engine: str = "auto", device: str = "auto") -> list[Entry]:
     """Persistence, advection, dense, MP, random and Dyna-Pruner rows (DESIGN §2 baselines)."""
     entries = [Entry("persistence", "persistence"), Entry("optical-flow advection", "advection")]
+    run = {"engine": engine, "device": device}
     if dense is not None:
-        entries.append(Entry("dense SimVP", "model", dense, Operating("dense", engine=engine)))
+        entries.append(Entry("dense SimVP", "model", dense, Operating("dense", **run)))
     if mp is not None:
         entries.append(Entry(f"MP (L1 filter pruning, fine-tuned) @ budget of sd=sw={budget:g}", "model", mp,
-                             Operating("static", engine=engine)))
-    entries += [Entry(f"random pruning sd=sw={s:g}", "model", dyna, Operating("random", s, s, engine))
+                             Operating("static", **run)))
+    entries += [Entry(f"random pruning sd=sw={s:g}", "model", dyna, Operating("random", s, s, **run))
                 for s in sparsities]
-    entries += [Entry(f"Dyna-Pruner sd=sw={s:g}", "model", dyna, Operating("dyna", s, s, engine))
+    entries += [Entry(f"Dyna-Pruner sd=sw={s:g}", "model", dyna, Operating("dyna", s, s, **run))
                 for s in sparsities]
     return entries
 
@@ -103,7 +104,7 @@ def importance_panel(spec: DatasetSpec, series: Series, checkpoint: Checkpoint, 
 
 
 def build_report(spec: DatasetSpec, series: Series, rows: list[dict], *, checkpoints: dict[str, Checkpoint],
-                 figure: str | None, figure_window: int | None, engine: str = "sparse") -> dict:
+                 figure: str | None, figure_window: int | None, engine: str = "sparse", device: str = "cpu") -> dict:
     dense = next((r for r in rows if r["method"] == "model" and r["policy"] == "dense"), None)
     for row in rows:
         m = row["metrics"]
@@ -117,6 +118,7 @@ def build_report(spec: DatasetSpec, series: Series, rows: list[dict], *, checkpo
         "test_data": f"{series.name}: {len(series)} frames {series.times[0]} – {series.times[-1]} UTC",
         "window": f"{spec.t_in} → {spec.t_out} frames",
         "engine": engine,
+        "device": device,
         "units": series.units,
         "protocol": ("scores over cells where the truth and all input frames are valid; MSE/MAE pooled over "
                      "those cells per lead; SSIM mean over windows (range = training min–max); CSI from "
@@ -146,7 +148,7 @@ def render_markdown(report: dict) -> str:
     lines = [f"# Evaluation: {report['dataset']}", "",
              f"- Test data: {report['test_data']}", f"- Window: {report['window']}",
              f"- Scoring: {report['protocol']}.",
-             f"- Models executed by the {report['engine']} engine (batch 1); "
+             f"- Models executed by the {report['engine']} engine on {report.get('device', 'cpu')} (batch 1); "
              f"dyna_stream {report['dyna_stream_version']}", "",
              "## Mean over lead times", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:

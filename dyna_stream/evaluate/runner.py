@@ -16,14 +16,15 @@ from .metrics import ForecastScores
 
 @dataclass(frozen=True)
 class Operating:
-    """How a model runs: mask policy, sparsities (data sd, model sw) and execution engine; for
-    robustness tests, Gaussian noise σ added to the normalised inputs (frames and fallback) and the
-    share of kept tiles flipped to pruned."""
+    """How a model runs: mask policy, sparsities (data sd, model sw), execution engine and device
+    (see :class:`~dyna_stream.predictor.Predictor`); for robustness tests, Gaussian noise σ added
+    to the normalised inputs (frames and fallback) and the share of kept tiles flipped to pruned."""
 
     policy: str = "dense"
     data_sparsity: float = 0.0
     model_sparsity: float = 0.0
-    engine: str = "sparse"
+    engine: str = "auto"
+    device: str = "auto"
     input_noise: float = 0.0
     mask_failure: float = 0.0
 
@@ -45,7 +46,7 @@ def model_forecasts(checkpoint: Checkpoint, windows: WindowDataset, operating: O
     """Batch-1 forecasts of the windows (default: all), cropped back to the data grid, physical units."""
     predictor = Predictor(checkpoint, data_sparsity=operating.data_sparsity,
                           model_sparsity=operating.model_sparsity, policy=operating.policy,
-                          engine=operating.engine, mask_failure=operating.mask_failure)
+                          engine=operating.engine, device=operating.device, mask_failure=operating.mask_failure)
     torch.manual_seed(seed)  # the random policy and the mask failures draw reproducibly
     noise = torch.Generator().manual_seed(seed)
     for index in range(len(windows)) if indices is None else indices:

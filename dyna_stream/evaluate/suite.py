@@ -5,6 +5,7 @@ from pathlib import Path
 
 from ..data.registry import get_dataset, load_split
 from ..model.checkpoint import load_checkpoint
+from ..predictor import resolve_device, resolve_engine
 from .report import build_report, evaluate_entries, importance_panel, standard_entries, write_report
 
 FIGURE_NAME = "importance.png"
@@ -12,8 +13,11 @@ FIGURE_NAME = "importance.png"
 
 def run_evaluation(checkpoint: str | Path, *, dense: str | Path | None = None, mp: str | Path | None = None,
                    sparsities: tuple[float, ...] = (0.5, 0.7, 0.9), split: str = "test",
-                   data_root: str | Path | None = None, out_dir: str | Path, engine: str = "sparse") -> Path:
+                   data_root: str | Path | None = None, out_dir: str | Path, engine: str = "auto",
+                   device: str = "auto") -> Path:
     """Returns the path of the Markdown report (JSON and PNG beside it)."""
+    resolved = resolve_device(device)
+    engine, device = resolve_engine(engine, resolved), str(resolved)
     dyna = load_checkpoint(checkpoint)
     loaded = {"Dyna-Pruner": dyna}
     if dense:
@@ -26,11 +30,12 @@ def run_evaluation(checkpoint: str | Path, *, dense: str | Path | None = None, m
     spec = get_dataset(dyna.dataset)
     series = load_split(spec.name, split, data_root if data_root is not None else dyna.config.data.root)
     entries = standard_entries(dyna, dense=loaded.get("dense"), mp=loaded.get("MP"), sparsities=sparsities,
-                               budget=0.7 if 0.7 in sparsities else sparsities[len(sparsities) // 2], engine=engine)
+                               budget=0.7 if 0.7 in sparsities else sparsities[len(sparsities) // 2], engine=engine,
+                               device=device)
     rows = evaluate_entries(spec, series, entries)
     out_dir = Path(out_dir)
     middle = sparsities[len(sparsities) // 2]
     window = importance_panel(spec, series, dyna, middle, out_dir / FIGURE_NAME)
     report = build_report(spec, series, rows, checkpoints=loaded, figure=FIGURE_NAME, figure_window=window,
-                          engine=engine)
+                          engine=engine, device=device)
     return write_report(report, out_dir)[1]

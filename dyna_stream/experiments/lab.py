@@ -117,7 +117,7 @@ class Lab:
     def latency(self, windows: WindowDataset, checkpoint: Checkpoint, operating: Operating) -> Latency:
         predictor = Predictor(checkpoint, data_sparsity=operating.data_sparsity,
                               model_sparsity=operating.model_sparsity, policy=operating.policy,
-                              engine=operating.engine)
+                              engine=operating.engine, device=operating.device)
         item, size = windows[0], (windows.height, windows.width)
         return batch1_latency(lambda: predictor.run_normalised(item["frames"], item["fallback"], size).macs,
                               runs=self.suite.latency_runs, warmup=self.suite.latency_warmup)

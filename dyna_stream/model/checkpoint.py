@@ -43,7 +43,7 @@ def build_model(config: ModelConfig, *, t_in: int, t_out: int, channels: int) ->
     return DynaPruner(backbone=config.backbone, t_in=t_in, t_out=t_out, channels=channels,
                       backbone_kwargs=config.backbone_kwargs, generator_hidden=config.generator_hidden,
                       generator_reduction=config.generator_reduction, gate_mode=config.gate_mode,
-                      unit_pooling=config.unit_pooling)
+                      unit_pooling=config.unit_pooling, norm_statistics=config.norm_statistics)
 
 
 def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
@@ -65,6 +65,14 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
     write_with(path, lambda tmp: torch.save(payload, tmp))
 
 
+def _with_legacy_defaults(config: dict) -> dict:
+    """Fields added after a checkpoint was written take the value its training really used."""
+    model = config.get("model") if isinstance(config, dict) else None
+    if isinstance(model, dict):
+        model.setdefault("norm_statistics", "all")
+    return config
+
+
 def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> Checkpoint:
     """Load and validate; raises CheckpointError saying what is wrong."""
     path = Path(path)
@@ -80,7 +88,7 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
         raise CheckpointError(f"{path}: checkpoint format {payload.get('format_version')} is not supported "
                               f"by dyna_stream {__version__} (reads format {FORMAT_VERSION}); retrain or upgrade")
     try:
-        config = RunConfig.model_validate(payload["config"])
+        config = RunConfig.model_validate(_with_legacy_defaults(payload["config"]))
         t_in, t_out, channels = (int(v) for v in payload["window"])
         model = build_model(config.model, t_in=t_in, t_out=t_out, channels=channels)
         model.load_state_dict(payload["state_dict"])

@@ -22,10 +22,13 @@ class MaskContext:
     ----------
     tiles : (B, 1, Ht, Wt) {0, 1} (straight-through) data mask on the tile grid, or None (all kept).
     gates : group name → (B, C_group) {0, 1} channel gates; a missing group keeps all its channels.
+    active_statistics : in training, BatchNorm statistics over the kept tiles and channels only
+        (:mod:`dyna_stream.model.norm`); otherwise over the whole batch.
     """
 
     tiles: torch.Tensor | None = None
     gates: dict[str, torch.Tensor] = field(default_factory=dict)
+    active_statistics: bool = False
     _expanded: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict, repr=False)
     _runs: dict[int, list[tuple[int, int]]] = field(default_factory=dict, repr=False)
 
@@ -76,7 +79,19 @@ class MaskContext:
     def conv_unit(self, unit, x: torch.Tensor) -> torch.Tensor:
         """A backbone ConvUnit, masked dense: whole canvas, then zero pruned tiles and channels."""
         self.record(unit, x.shape[-2:])
-        return self.apply(unit.dense(x), unit.group)
+        active = self.active(unit, unit.output_size(tuple(x.shape[-2:]))) if self.active_statistics else None
+        return self.apply(unit.dense(x, active), unit.group)
+
+    def active(self, unit, size: tuple[int, int]) -> torch.Tensor | None:
+        """Which conv outputs (B, C·filters, h, w) of ``unit`` a sparse executor computes, as a
+        broadcastable {0, 1} product of the tile mask and the unit's gate; None: all of them."""
+        spatial = self.spatial(size)
+        gate = self.gates.get(unit.group) if unit.group is not None else None
+        if gate is not None:
+            gate = gate.repeat_interleave(unit.filters_per_unit, dim=1)[:, :, None, None]
+        if spatial is None or gate is None:
+            return spatial if gate is None else gate
+        return spatial * gate
 
     def readout(self, unit, x: torch.Tensor) -> torch.Tensor:
         self.record(unit, x.shape[-2:])

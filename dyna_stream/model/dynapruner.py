@@ -17,6 +17,8 @@ from .generator import MaskGenerator, summarise
 from .masks import fail_tiles
 from .policies import GATE_MODES, MaskRequest, get_policy
 
+NORM_STATISTICS = ("active", "all")
+
 
 @dataclass
 class Prediction:
@@ -42,15 +44,21 @@ class DynaPruner(nn.Module):
     generator_hidden, generator_reduction : mask generator size.
     gate_mode : "topk" (any-sparsity training, exact budgets) or "threshold" (learnable τ per group).
     unit_pooling : "importance" (unit importance pooled with S: shared S) or "uniform" (ablation).
+    norm_statistics : "active" (training BatchNorm statistics over the kept tiles and channels,
+        :mod:`dyna_stream.model.norm`) or "all" (over the whole batch, as plain BatchNorm).
     """
 
     def __init__(self, *, backbone: str, t_in: int, t_out: int, channels: int,
                  backbone_kwargs: dict[str, Any] | None = None, generator_hidden: int = 16,
-                 generator_reduction: int = 4, gate_mode: str = "topk", unit_pooling: str = "importance") -> None:
+                 generator_reduction: int = 4, gate_mode: str = "topk", unit_pooling: str = "importance",
+                 norm_statistics: str = "active") -> None:
         super().__init__()
         if gate_mode not in GATE_MODES:
             raise ValueError(f"gate_mode must be one of {GATE_MODES}, not {gate_mode!r}")
+        if norm_statistics not in NORM_STATISTICS:
+            raise ValueError(f"norm_statistics must be one of {NORM_STATISTICS}, not {norm_statistics!r}")
         self.t_in, self.t_out, self.channels, self.gate_mode = t_in, t_out, channels, gate_mode
+        self.norm_statistics = norm_statistics
         self.backbone = create_backbone(backbone, t_in=t_in, t_out=t_out, channels=channels,
                                         **(backbone_kwargs or {}))
         units = sum(self.backbone.groups.values())
@@ -91,6 +99,7 @@ class DynaPruner(nn.Module):
         importance_map, unit_importance, masks = self.select_masks(
             frames, fallback, data_sparsity=data_sparsity, model_sparsity=model_sparsity, policy=policy,
             mask_failure=mask_failure)
+        masks.active_statistics = self.training and self.norm_statistics == "active"
         correction = self.backbone(masks.concat([frames.flatten(1, 2), fallback.flatten(1, 2)]), masks)
         return Prediction(fallback + correction.reshape(fallback.shape), importance_map, unit_importance, masks)
 

@@ -81,7 +81,7 @@ class Node:
         checkpoint = load_checkpoint(config.model or BUNDLED_MODEL)
         self.predictor = Predictor(checkpoint, data_sparsity=operating.data_sparsity,
                                    model_sparsity=operating.model_sparsity, policy=operating.policy,
-                                   engine=operating.engine)
+                                   engine=operating.engine, device=operating.device)
         policy = BufferPolicy(int(config.buffer.period_s * 1e9), config.buffer.max_gap_periods, config.buffer.resize)
         buffer = RingBuffer(checkpoint.t_in, checkpoint.model.channels, config.buffer.grid, policy)
         context = context or zmq.Context.instance()
@@ -101,7 +101,7 @@ class Node:
     def _controlled(self, config: NodeConfig, checkpoint, context: zmq.Context) -> ControlledPredictor:
         """Profile this model on this machine (cached), then let the controller pick each frame's point."""
         self.meter = detect_meter()
-        controller = profiled_controller(checkpoint, config.model or BUNDLED_MODEL, config.control, self.meter)
+        controller = profiled_controller(self.predictor, config.model or BUNDLED_MODEL, config.control, self.meter)
         if config.control.endpoint:
             self.control_server = ControlServer(controller, config.control.endpoint, context=context).start()
         return ControlledPredictor(self.predictor, controller, self.meter)

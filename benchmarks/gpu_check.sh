@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The GPU checks, as one prepared run on a CUDA machine (issue 3; DESIGN §3):
+#   tests    the CUDA tests (sparse engine == masked dense on the GPU, Predictor GPU == CPU) and the
+#            stream node and controller tests, which run on the GPU there (device auto)
+#   cli      `dyna-stream predict` and `dyna-stream profile` on the GPU, both engines
+#   speedup  benchmarks/sparse_speedup.py on the GPU for each engine strategy (auto with the compiled
+#            dense baseline, CUDA graphs), with an operator profile of the sd=sw=0.7 step
+# Usage: bash benchmarks/gpu_check.sh OUTDIR [tests] [cli] [speedup]   (default: all three)
+# Missing pure-Python dependencies may sit as wheels in .whl/ (installed to /tmp/site).
+set -u
+out=${1:-${OUT:-runs/gpu_check}}
+shift || true
+stages=${*:-tests cli speedup}
+mkdir -p "$out"
+if compgen -G ".whl/*.whl" >/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+        && export PYTHONPATH=/tmp/site || exit 1
+fi
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,memory.total --format=csv
+python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
+if [[ " $stages " == *" tests "* ]]; then
+    timeout 300 python3 -m pytest -q -p no:cacheprovider -k "cuda or gpu or predictor or stream or control_node" \
+        tests/test_sparse.py tests/test_predictor.py tests/test_stream.py tests/test_control_node.py 2>&1 \
+        | tee "$out/pytest.txt" | tail -15
+fi
+if [[ " $stages " == *" cli "* ]]; then
+    python3 -m dyna_stream.cli predict --device cuda --out "$out/predict" 2>&1 | tail -3
+    for engine in masked sparse; do
+        python3 -m dyna_stream.cli profile --device cuda --engine "$engine" --runs 30 --cache-dir "/tmp/profile-$engine" \
+            2>&1 | tee "$out/profile_cuda_$engine.txt" | tail -9
+    done
+fi
+if [[ " $stages " == *" speedup "* ]]; then
+    for strategy in auto canvas windows; do
+        extra=(--no-compile)
+        [ "$strategy" = auto ] && extra=(--profile "$out/profile_cuda_0.7.txt")
+        timeout 240 python3 benchmarks/sparse_speedup.py --device cuda --runs 50 --strategy "$strategy" "${extra[@]}" \
+            --json "$out/sparse_speedup_cuda_$strategy.json" 2>&1 | tee "$out/sparse_speedup_cuda_$strategy.txt"
+    done
+fi

@@ -1,0 +1,44 @@
+"""BatchNorm statistics over the active elements only (kept tiles × kept channels of each sample).
+
+Under per-sample masks a plain BatchNorm averages a channel over every sample and pixel of the
+batch, pruned ones included, so its statistics shrink with the batch's sparsity: a network trained
+at random sparsities then meets, at inference, running statistics that match none of its operating
+points, and keeping more channels or tiles than the average inflates its pre-activations (the
+slimmable-network BatchNorm problem; measured in docs/results.md). Normalising over the active
+elements makes a channel's statistics the statistics of the values a sparse executor computes,
+whatever the sparsity. Inference is unchanged: eval-mode BatchNorm with the running statistics,
+folded into the convolution by the sparse engine.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def active_batch_norm(x: torch.Tensor, norm: nn.BatchNorm2d, active: torch.Tensor) -> torch.Tensor:
+    """Training-mode ``norm(x)`` with per-channel mean and variance over the active elements.
+
+    x : (B, C, h, w) pre-activations.  active : {0, 1}, broadcastable to x (e.g. (B, 1, h, w) tiles
+    × (B, C, 1, 1) gates); no gradient flows through it. The running statistics move as
+    ``nn.BatchNorm2d``'s do (momentum, or a cumulative average when momentum is None; unbiased
+    variance), for the channels with at least two active elements in this batch.
+    """
+    active = active.detach().to(x.dtype).expand_as(x)
+    count = active.sum((0, 2, 3))
+    mean = (x * active).sum((0, 2, 3)) / count.clamp_min(1)
+    centred = x - mean[:, None, None]
+    var = (centred.square() * active).sum((0, 2, 3)) / count.clamp_min(1)
+    if norm.track_running_stats:
+        _update_running(norm, mean.detach(), var.detach(), count)
+    normalised = centred * torch.rsqrt(var + norm.eps)[:, None, None]
+    return normalised * norm.weight[:, None, None] + norm.bias[:, None, None] if norm.affine else normalised
+
+
+@torch.no_grad()
+def _update_running(norm: nn.BatchNorm2d, mean: torch.Tensor, var: torch.Tensor, count: torch.Tensor) -> None:
+    norm.num_batches_tracked += 1
+    momentum = 1.0 / float(norm.num_batches_tracked) if norm.momentum is None else norm.momentum
+    seen = count > 1
+    unbiased = var * count / (count - 1).clamp_min(1)
+    norm.running_mean.copy_(torch.where(seen, torch.lerp(norm.running_mean, mean, momentum), norm.running_mean))
+    norm.running_var.copy_(torch.where(seen, torch.lerp(norm.running_var, unbiased, momentum), norm.running_var))
