@@ -75,6 +75,26 @@ def _prune_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", help="folder holding the data sets")
 
 
+def _calibrate_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="trained Dyna-Pruner checkpoint")
+    parser.add_argument("--out", required=True, help="where to write the calibrated checkpoint (may be the same)")
+    parser.add_argument("--data-root", help="folder holding the data sets")
+    parser.add_argument("--windows", type=int, default=32, help="training and validation windows used")
+
+
+@command("calibrate", "BatchNorm statistics per model-sparsity level for a trained checkpoint")(_calibrate_args)
+def _calibrate(args: argparse.Namespace) -> int:
+    from .train.calibration import calibrate_checkpoint
+
+    rows = calibrate_checkpoint(args.checkpoint, out=args.out, data_root=args.data_root, windows=args.windows)
+    print(f"{'sw':>5}{'val MSE trained':>17}{'calibrated':>12}  kept")
+    for row in rows:
+        print(f"{row['model_sparsity']:>5.1f}{row['val_mse_trained']:>17.4f}{row['val_mse_calibrated']:>12.4f}  "
+              f"{'yes' if row['kept'] else 'no'}")
+    print(args.out)
+    return 0
+
+
 @command("prune", "L1-norm filter pruning (MP baseline) to a Dyna-Pruner's MAC budget, then fine-tune")(_prune_args)
 def _prune(args: argparse.Namespace) -> int:
     from .train.mp_baseline import prune_and_finetune

@@ -57,6 +57,9 @@ class TrainConfig(_Strict):
     lambda_model: float = Field(1e-3, ge=0)
     lambda_budget: float = Field(1.0, ge=0)
     validate_every: int = Field(100, ge=1)
+    calibrate_norm: bool = Field(True, description="after training (dyna policy): BatchNorm statistics per "
+                                                    "model-sparsity level, kept where they lower the validation "
+                                                    "error (dyna_stream.train.calibration)")
     select: Literal["best", "last"] = Field("best", description="model.pt = lowest validation MSE, or last step")
     threads: int | None = Field(None, ge=1, description="torch CPU threads; default: torch's choice")
     out_dir: str = "runs/radar_simvp"

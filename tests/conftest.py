@@ -8,6 +8,9 @@ import pytest
 import torch
 
 from dyna_stream.config import load_config
+from dyna_stream.data import registry
+from dyna_stream.data.registry import DatasetSpec
+from dyna_stream.data.synthetic import moving_storms
 from dyna_stream.model.checkpoint import build_model
 from dyna_stream.model.dynapruner import DynaPruner
 
@@ -53,3 +56,17 @@ def tiny_dyna(backbone: str) -> DynaPruner:
     """A test-sized Dyna-Pruner on ``backbone`` for 3 → 2 single-channel frames."""
     return DynaPruner(backbone=backbone, t_in=3, t_out=2, channels=1, generator_hidden=4,
                       backbone_kwargs=TINY_BACKBONES[backbone])
+
+
+def _storms(folder, split: str):
+    return moving_storms(frames=14, height=32, width=32, seed={"train": 0, "val": 1, "test": 2}[split])
+
+
+@pytest.fixture
+def storms(tmp_path, monkeypatch):
+    """A synthetic data set registered like the real ones (3 → 2 frames, persistence fallback);
+    returns its data root."""
+    monkeypatch.setitem(registry.DATASETS, "storms",
+                        DatasetSpec("storms", "storms", 3, 2, "persistence", (20.0,), _storms))
+    (tmp_path / "data" / "storms").mkdir(parents=True)
+    return tmp_path / "data"

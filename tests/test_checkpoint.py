@@ -78,12 +78,14 @@ def test_a_failed_save_leaves_the_old_file_intact(tmp_path, checkpoint, monkeypa
 
 
 def test_checkpoints_older_than_norm_statistics_load_as_plain_batchnorm(tmp_path, checkpoint):
-    """A checkpoint written before ``model.norm_statistics`` existed was trained with plain BatchNorm."""
+    """A checkpoint written before ``model.norm_statistics`` and ``train.calibrate_norm`` existed was
+    trained with plain BatchNorm and not calibrated."""
     path = tmp_path / "old.pt"
     save_checkpoint(path, checkpoint)
     assert load_checkpoint(path).model.norm_statistics == "active"
     payload = torch.load(path, weights_only=True)
-    del payload["config"]["model"]["norm_statistics"]
+    del payload["config"]["model"]["norm_statistics"], payload["config"]["train"]["calibrate_norm"]
     torch.save(payload, path)
     old = load_checkpoint(path)
     assert old.config.model.norm_statistics == "all" and old.model.norm_statistics == "all"
+    assert old.config.train.calibrate_norm is False

@@ -7,9 +7,6 @@ import json
 import pytest
 import yaml
 
-from dyna_stream.data import registry
-from dyna_stream.data.registry import DatasetSpec
-from dyna_stream.data.synthetic import moving_storms
 from dyna_stream.errors import ConfigError
 from dyna_stream.experiments.run import BEGIN, END, run_suite
 from dyna_stream.experiments.suite import bundled_suites, load_suite
@@ -29,19 +26,6 @@ TINY_SUITE = {
     "latency_runs": 2,
     "latency_warmup": 0,
 }
-
-
-def _storms(folder, split: str):
-    return moving_storms(frames=14, height=32, width=32, seed={"train": 0, "val": 1, "test": 2}[split])
-
-
-@pytest.fixture
-def storms(tmp_path, monkeypatch):
-    """A synthetic data set registered like the real ones (3 → 2 frames, persistence fallback)."""
-    monkeypatch.setitem(registry.DATASETS, "storms",
-                        DatasetSpec("storms", "storms", 3, 2, "persistence", (20.0,), _storms))
-    (tmp_path / "data" / "storms").mkdir(parents=True)
-    return tmp_path / "data"
 
 
 def _write_suite(tmp_path, tree: dict):

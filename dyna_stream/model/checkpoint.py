@@ -17,6 +17,7 @@ from ..config import ModelConfig, RunConfig
 from ..data.normalise import Normaliser
 from ..errors import CheckpointError
 from .dynapruner import DynaPruner
+from .norm import NormLevels
 
 FORMAT = "dyna_stream.checkpoint"
 FORMAT_VERSION = 1
@@ -60,6 +61,7 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
         "metrics": checkpoint.metrics,
         "step": checkpoint.step,
         "state_dict": checkpoint.model.state_dict(),
+        "norm_levels": None if checkpoint.model.norm_levels is None else checkpoint.model.norm_levels.to_payload(),
         "training_state": checkpoint.training_state,
     }
     write_with(path, lambda tmp: torch.save(payload, tmp))
@@ -67,9 +69,12 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
 
 def _with_legacy_defaults(config: dict) -> dict:
     """Fields added after a checkpoint was written take the value its training really used."""
-    model = config.get("model") if isinstance(config, dict) else None
-    if isinstance(model, dict):
-        model.setdefault("norm_statistics", "all")
+    legacy = {"model": {"norm_statistics": "all"}, "train": {"calibrate_norm": False}}
+    for section, defaults in legacy.items():
+        values = config.get(section) if isinstance(config, dict) else None
+        if isinstance(values, dict):
+            for key, value in defaults.items():
+                values.setdefault(key, value)
     return config
 
 
@@ -92,6 +97,8 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
         t_in, t_out, channels = (int(v) for v in payload["window"])
         model = build_model(config.model, t_in=t_in, t_out=t_out, channels=channels)
         model.load_state_dict(payload["state_dict"])
+        if payload.get("norm_levels") is not None:
+            model.set_norm_levels(NormLevels.from_payload(payload["norm_levels"]))
         normaliser = Normaliser.from_dict(payload["normaliser"])
         fill_value = float(payload["fill_value"])
     except (KeyError, ValueError, RuntimeError) as exc:

@@ -15,6 +15,7 @@ from ..backbones import create_backbone
 from .context import MaskContext
 from .generator import MaskGenerator, summarise
 from .masks import fail_tiles
+from .norm import NormLevels, write_statistics
 from .policies import GATE_MODES, MaskRequest, get_policy
 
 NORM_STATISTICS = ("active", "all")
@@ -59,6 +60,8 @@ class DynaPruner(nn.Module):
             raise ValueError(f"norm_statistics must be one of {NORM_STATISTICS}, not {norm_statistics!r}")
         self.t_in, self.t_out, self.channels, self.gate_mode = t_in, t_out, channels, gate_mode
         self.norm_statistics = norm_statistics
+        self.norm_levels: NormLevels | None = None
+        self.loaded_norm_level: int | None = None     # the level whose statistics the BatchNorms hold
         self.backbone = create_backbone(backbone, t_in=t_in, t_out=t_out, channels=channels,
                                         **(backbone_kwargs or {}))
         units = sum(self.backbone.groups.values())
@@ -80,11 +83,30 @@ class DynaPruner(nn.Module):
         for name, gate in gates.items():
             getattr(self, f"static_gate_{name}").copy_(gate)
 
+    def batchnorms(self) -> list[nn.BatchNorm2d]:
+        """The backbone's BatchNorms, in module order (the order of :class:`NormLevels` statistics)."""
+        return [m for m in self.backbone.modules() if isinstance(m, nn.BatchNorm2d)]
+
+    def set_norm_levels(self, levels: NormLevels | None) -> None:
+        """Calibrated BatchNorm statistics per model-sparsity level (None: the training statistics)."""
+        self.norm_levels, self.loaded_norm_level = levels, None
+
+    def use_norm_level(self, model_sparsity: float) -> None:
+        """At inference with calibrated levels, load the statistics of the level nearest to sw."""
+        if self.norm_levels is None or self.backbone.training:
+            return
+        level = self.norm_levels.nearest(model_sparsity)
+        if level != self.loaded_norm_level:
+            write_statistics(self.batchnorms(), self.norm_levels.stats[level])
+            self.loaded_norm_level = level
+
     def select_masks(self, frames: torch.Tensor, fallback: torch.Tensor, *, data_sparsity: float = 0.0,
                      model_sparsity: float = 0.0, policy: str = "dyna", mask_failure: float = 0.0
                      ) -> tuple[torch.Tensor, torch.Tensor, MaskContext]:
         """Run the mask generator and the policy: S (B, 1, H, W), I (B, units) and the masks.
-        ``mask_failure``: share of the kept tiles flipped to pruned at random (robustness tests)."""
+        ``mask_failure``: share of the kept tiles flipped to pruned at random (robustness tests).
+        With calibrated norm levels, loads the BatchNorm statistics of this point's sw."""
+        self.use_norm_level(0.0 if policy == "dense" else model_sparsity)
         importance_map, unit_importance = self.generator(summarise(frames, fallback))
         masks = get_policy(policy)(MaskRequest(
             importance_map, unit_importance, data_sparsity, model_sparsity, self.tile_size,
@@ -99,7 +121,7 @@ class DynaPruner(nn.Module):
         importance_map, unit_importance, masks = self.select_masks(
             frames, fallback, data_sparsity=data_sparsity, model_sparsity=model_sparsity, policy=policy,
             mask_failure=mask_failure)
-        masks.active_statistics = self.training and self.norm_statistics == "active"
+        masks.active_statistics = self.backbone.training and self.norm_statistics == "active"
         correction = self.backbone(masks.concat([frames.flatten(1, 2), fallback.flatten(1, 2)]), masks)
         return Prediction(fallback + correction.reshape(fallback.shape), importance_map, unit_importance, masks)
 

@@ -11,6 +11,8 @@ folded into the convolution by the sparse engine.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -42,3 +44,52 @@ def _update_running(norm: nn.BatchNorm2d, mean: torch.Tensor, var: torch.Tensor,
     unbiased = var * count / (count - 1).clamp_min(1)
     norm.running_mean.copy_(torch.where(seen, torch.lerp(norm.running_mean, mean, momentum), norm.running_mean))
     norm.running_var.copy_(torch.where(seen, torch.lerp(norm.running_var, unbiased, momentum), norm.running_var))
+
+
+@dataclass
+class NormLevels:
+    """BatchNorm running statistics per model-sparsity level (post-training calibration).
+
+    A kept channel's pre-activation sums over the kept input channels, so its scale moves with sw:
+    one set of running statistics, averaged over the training range of sw, mis-normalises the
+    points far from that average (all channels kept, sw = 0, most of all). ``stats[l]`` holds the
+    mean and variance of every BatchNorm of the backbone (model order, concatenated) for
+    ``levels[l]``; inference loads the level nearest to its sw.
+
+    levels : (L,) sw values, ascending.  stats : (L, 2, C_total) mean, variance.
+    """
+
+    levels: torch.Tensor
+    stats: torch.Tensor
+
+    def nearest(self, model_sparsity: float) -> int:
+        return int(torch.argmin((self.levels - model_sparsity).abs()))
+
+    def to_payload(self) -> dict[str, torch.Tensor]:
+        return {"levels": self.levels.cpu(), "stats": self.stats.cpu()}
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, torch.Tensor]) -> NormLevels:
+        levels, stats = payload["levels"].float(), payload["stats"].float()
+        if levels.ndim != 1 or stats.ndim != 3 or stats.shape[:2] != (len(levels), 2):
+            raise ValueError(f"norm levels of shapes {tuple(levels.shape)} and {tuple(stats.shape)} do not fit "
+                             "(L,) and (L, 2, C)")
+        return cls(levels, stats)
+
+
+def read_statistics(norms: list[nn.BatchNorm2d]) -> torch.Tensor:
+    """(2, C_total): running mean and variance of ``norms``, concatenated."""
+    return torch.stack([torch.cat([n.running_mean for n in norms]), torch.cat([n.running_var for n in norms])])
+
+
+@torch.no_grad()
+def write_statistics(norms: list[nn.BatchNorm2d], stats: torch.Tensor) -> None:
+    """Load (2, C_total) statistics into ``norms`` (the inverse of :func:`read_statistics`)."""
+    start = 0
+    for norm in norms:
+        end = start + norm.num_features
+        norm.running_mean.copy_(stats[0, start:end])
+        norm.running_var.copy_(stats[1, start:end])
+        start = end
+    if start != stats.shape[1]:
+        raise ValueError(f"statistics for {stats.shape[1]} channels, the BatchNorms have {start}")

@@ -321,8 +321,9 @@ class SparseResult:
 class SparseEngine:
     """Executes a trained :class:`DynaPruner` sparsely, with the masks its policy chooses.
 
-    BatchNorm is folded once at construction; the model must not change afterwards (build a
-    new engine after loading other weights). ``strategy``: "auto" picks per layer between
+    BatchNorm is folded into the convs once per norm level the model loads (one set without
+    calibrated levels); the model's weights must not change afterwards (build a new engine after
+    loading other weights). ``strategy``: "auto" picks per layer between
     gathering active windows and convolving the channel-sliced canvas (see
     ``SparseContext._method``); "windows" / "canvas" force one (tests, benchmarks).
     """
@@ -331,8 +332,15 @@ class SparseEngine:
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, not {strategy!r}")
         self.model, self.strategy = model.eval(), strategy
-        self.weights = {id(block): fold_batchnorm(block.conv, block.norm) for block in model.backbone.blocks()
-                        if isinstance(block, (ConvUnit, Readout))}
+        self._folded: dict[int | None, dict[int, tuple[torch.Tensor, torch.Tensor]]] = {}
+
+    def weights(self) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+        """Conv weights with BatchNorm folded in, per block, for the norm level the model holds now."""
+        level = self.model.loaded_norm_level
+        if level not in self._folded:
+            self._folded[level] = {id(block): fold_batchnorm(block.conv, block.norm)
+                                   for block in self.model.backbone.blocks() if isinstance(block, (ConvUnit, Readout))}
+        return self._folded[level]
 
     @torch.no_grad()
     def __call__(self, frames: torch.Tensor, fallback: torch.Tensor, *, data_sparsity: float = 0.0,
@@ -365,4 +373,4 @@ class SparseEngine:
             rows, cols = torch.nonzero(masks.tiles[b, 0] > 0, as_tuple=True)
             tile_mask = masks.tiles[b:b + 1].detach()
         kept = {group: torch.nonzero(gate[b] > 0, as_tuple=True)[0] for group, gate in masks.gates.items()}
-        return SparseContext(grid, rows, cols, kept, self.weights, tile_mask, self.strategy)
+        return SparseContext(grid, rows, cols, kept, self.weights(), tile_mask, self.strategy)

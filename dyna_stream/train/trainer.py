@@ -23,6 +23,7 @@ from ..evaluate.runner import Operating, model_forecasts, score
 from ..model.checkpoint import Checkpoint, build_model, load_checkpoint, save_checkpoint
 from ..model.dynapruner import DynaPruner
 from ..model.loss import LossWeights, dyna_loss
+from .calibration import calibrate_norm_levels
 from .distributed import SINGLE_PROCESS, Distributed, from_environment
 from .sample_pruning import make_pruner
 
@@ -175,6 +176,11 @@ class _Session:
             best_entry = min(self.history, key=lambda h: h["val_mse"])
             self.model.load_state_dict(load_checkpoint(self.out_dir / "best.pt").model.state_dict())
             selected = best_entry["step"]
+        if self.cfg.policy == "dyna" and self.cfg.calibrate_norm:
+            started = time.perf_counter()
+            metrics["norm_calibration"] = calibrate_norm_levels(self.model, self.data.train, self.data.val,
+                                                                validation_sparsity=self.val_point.data_sparsity)
+            metrics["norm_calibration_seconds"] = time.perf_counter() - started
         final = self.checkpoint(selected, {"history": self.history, "selected_step": selected,
                                            "train_seconds": self.history[-1]["seconds"] if self.history else 0.0,
                                            "world_size": self.distributed.world_size, **metrics})
