@@ -3,11 +3,15 @@
 model, seed and number of epochs, one after another in this process — plus full data for fewer
 epochs (as many windows seen as ST-Prune), the cheapest way to spend the same compute.
 
-    python benchmarks/training_efficiency.py [--datasets radar-fmi taxi-nyc] [--out docs/benchmarks/training_efficiency]
+    python benchmarks/training_efficiency.py [--datasets radar-fmi taxi-nyc] [--seeds 3] [--epochs taxi-nyc=240]
+                                             [--out docs/benchmarks/training_efficiency]
 
 Reports per variant: training wall time (optimisation + window selection, validation excluded),
 windows trained on, test MSE/MAE of the selected model (lowest validation MSE), and the ratios to
-full data; writes <out>.json, <out>.md and <out>.png (validation MSE against training time).
+full data; with ``--seeds K`` every variant trains K times (seeds 0 … K−1): times and scores are
+means, test MSE carries its standard deviation over seeds, and "paired Δ" is the mean ± std of
+each seed's change against full data with the same seed; writes <out>.json, <out>.md and <out>.png
+(validation MSE against training time, seed 0).
 radar-fmi trains the product's Dyna-Pruner SimVP (configs/radar_simvp.yaml; scored at sd=sw=0.7);
 taxi-nyc's 16 × 12 grid is a single 16-pixel tile, so it trains the same SimVP dense.
 """
@@ -21,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -43,14 +48,15 @@ class Setup:
 
 
 SETUPS = {
-    "radar-fmi": Setup(("train.epochs=150", "train.validate_every_epochs=10", "train.warmup_steps=20")),
+    "radar-fmi": Setup(("train.epochs=150", "train.validate_every_epochs=10", "train.warmup_steps=20",
+                        "train.calibrate_norm=false")),
     "taxi-nyc": Setup(("data.name=taxi-nyc", "train.policy=dense", "train.batch_size=32", "train.crop=16",
                        "train.epochs=120", "train.validate_every_epochs=10", "train.warmup_steps=20")),
 }
 
 
 def run_dataset(name: str, variants: tuple[str, ...], data_root: str | None, work: Path,
-                extra: list[str]) -> dict:
+                extra: list[str], seeds: int = 1) -> dict:
     base = [*SETUPS[name].overrides, "train.threads=2", *extra] + ([f"data.root={data_root}"] if data_root else [])
     config = load_config(REPO / "configs" / "radar_simvp.yaml", base)
     spec = get_dataset(config.data.name)
@@ -59,23 +65,41 @@ def run_dataset(name: str, variants: tuple[str, ...], data_root: str | None, wor
     data = prepare_data(config, tile)
     test = prepare_data(config, tile, train_series=data.train.series,
                         val_series=load_split(spec.name, "test", config.data.root))
-    rows = {}
-    for variant in variants:
-        run = load_config(REPO / "configs" / "radar_simvp.yaml", [*base, *_variant(variant, config.train),
-                                                                   f"train.out_dir={work / name / variant}"])
-        checkpoint = load_checkpoint(train(run, data=data, progress=False))
-        history = checkpoint.metrics["history"]
-        scores = validate(checkpoint, test, validation_point(run))
-        rows[variant] = {"train_seconds": checkpoint.metrics["train_seconds"], "samples": checkpoint.metrics["samples"],
-                         "selection_seconds": checkpoint.metrics["selection_seconds"], "epochs": run.train.epochs,
-                         "steps": history[-1]["step"], "test_mse": scores["mse_mean"], "test_mae": scores["mae_mean"],
-                         "curve": [(h["train_seconds"], h["val_mse"]) for h in history]}
-        print(f"{name} {variant:>14}: {rows[variant]['train_seconds']:7.1f} s, {rows[variant]['samples']:7d} windows, "
-              f"test MSE {scores['mse_mean']:.3f}, MAE {scores['mae_mean']:.3f}", flush=True)
-    return {"windows": len(data.train), "epochs": config.train.epochs, "units": data.normaliser.units,
+    runs = {variant: [] for variant in variants}
+    for seed in range(seeds):                     # seed-major: drift of the machine spreads over variants
+        for variant in variants:
+            run = load_config(REPO / "configs" / "radar_simvp.yaml", [
+                *base, *_variant(variant, config.train), f"train.seed={seed}",
+                f"train.out_dir={work / name / variant / str(seed)}"])
+            checkpoint = load_checkpoint(train(run, data=data, progress=False))
+            history = checkpoint.metrics["history"]
+            scores = validate(checkpoint, test, validation_point(run))
+            runs[variant].append({
+                "seed": seed, "train_seconds": checkpoint.metrics["train_seconds"],
+                "samples": checkpoint.metrics["samples"], "selection_seconds": checkpoint.metrics["selection_seconds"],
+                "epochs": run.train.epochs, "steps": history[-1]["step"], "test_mse": scores["mse_mean"],
+                "test_mae": scores["mae_mean"], "curve": [(h["train_seconds"], h["val_mse"]) for h in history]})
+            print(f"{name} seed {seed} {variant:>14}: {runs[variant][-1]['train_seconds']:7.1f} s, "
+                  f"{runs[variant][-1]['samples']:7d} windows, test MSE {scores['mse_mean']:.3f}, "
+                  f"MAE {scores['mae_mean']:.3f}", flush=True)
+    rows = {variant: _summary(per_seed, runs.get("off")) for variant, per_seed in runs.items()}
+    return {"windows": len(data.train), "epochs": config.train.epochs, "units": data.normaliser.units, "seeds": seeds,
             "settings": {k: getattr(config.train, k) for k in ("keep_ratio", "prune_quantile", "complexity_weight",
                                                                 "anneal_fraction", "batch_size", "policy")},
             "rows": rows}
+
+
+def _summary(per_seed: list[dict], full: list[dict] | None) -> dict:
+    """Means over seeds (the seed-0 validation curve); test MSE std; paired change vs full data (%)."""
+    mean = lambda key: float(np.mean([run[key] for run in per_seed]))  # noqa: E731
+    row = {key: mean(key) for key in ("train_seconds", "samples", "selection_seconds", "steps", "test_mse",
+                                      "test_mae")}
+    row.update(epochs=per_seed[0]["epochs"], test_mse_std=float(np.std([run["test_mse"] for run in per_seed])),
+               curve=per_seed[0]["curve"], per_seed=per_seed)
+    if full is not None:
+        paired = [100 * (run["test_mse"] / base["test_mse"] - 1) for run, base in zip(per_seed, full)]
+        row.update(paired_delta_pct=float(np.mean(paired)), paired_delta_pct_std=float(np.std(paired)))
+    return row
 
 
 def _variant(variant: str, train_config) -> list[str]:
@@ -91,18 +115,22 @@ def table(results: dict) -> str:
     lines = []
     for name, result in results.items():
         full = result["rows"].get("off")
+        seeds = result.get("seeds", 1)
         lines += [f"### {name} ({result['windows']} training windows, {result['epochs']} epochs, "
-                  f"MSE in ({result['units']})²)", "",
+                  f"{seeds} seed{'s' if seeds > 1 else ''}, MSE in ({result['units']})²)", "",
                   "| variant | train time s | speed-up | pruner overhead | windows seen | test MSE | vs full "
-                  "| test MAE |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| paired Δ | test MAE |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for variant, row in result["rows"].items():
             speed = f"{full['train_seconds'] / row['train_seconds']:.2f}×" if full else "–"
             delta = f"{100 * (row['test_mse'] / full['test_mse'] - 1):+.1f} %" if full else "–"
+            paired = (f"{row['paired_delta_pct']:+.1f} ± {row['paired_delta_pct_std']:.1f} %"
+                      if "paired_delta_pct" in row else "–")
             overhead = f"{100 * row['selection_seconds'] / row['train_seconds']:.2f} %"
             label = LABELS[variant] + (f", {row['epochs']} epochs" if row["epochs"] != result["epochs"] else "")
             lines.append(f"| {label} | {row['train_seconds']:.1f} | {speed} | {overhead} | "
-                         f"{row['samples']} | {row['test_mse']:.3f} | {delta} | {row['test_mae']:.3f} |")
+                         f"{row['samples']:.0f} | {row['test_mse']:.3f} ± {row['test_mse_std']:.3f} | {delta} | "
+                         f"{paired} | {row['test_mae']:.3f} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -127,11 +155,20 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--set", action="append", default=[], help="extra config override, e.g. train.keep_ratio=0.3")
+    parser.add_argument("--seeds", type=int, default=1, help="train every variant with seeds 0 … K−1")
+    parser.add_argument("--epochs", action="append", default=[], metavar="DATASET=N",
+                        help="epoch budget of one data set, e.g. taxi-nyc=240 (default: its setup's)")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks" / "training_efficiency")
     args = parser.parse_args()
+    epochs = dict(item.split("=", 1) for item in args.epochs)
+    unknown = set(epochs) - set(args.datasets)
+    if unknown:
+        parser.error(f"--epochs names data sets not run: {sorted(unknown)}")
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory() as work:
-        results = {name: run_dataset(name, tuple(args.variants), args.data_root, Path(work), args.set)
+        results = {name: run_dataset(name, tuple(args.variants), args.data_root, Path(work),
+                                     [*args.set, *([f"train.epochs={epochs[name]}"] if name in epochs else [])],
+                                     args.seeds)
                    for name in args.datasets}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(results, indent=2))

@@ -86,7 +86,7 @@ def calibrate_norm_levels(model: DynaPruner, train: WindowDataset, val: WindowDa
     model.eval()
     model.set_norm_levels(None)
     norms = model.batchnorms()
-    trained = read_statistics(norms).clone()
+    trained, counts = read_statistics(norms).clone(), [norm.num_batches_tracked.clone() for norm in norms]
     train_batches = list(_batches(train, _subset(len(train), windows, seed), batch_size))
     val_batches = list(_batches(val, _subset(len(val), windows, seed + 1), batch_size))
     stats, rows = [], []
@@ -100,7 +100,9 @@ def calibrate_norm_levels(model: DynaPruner, train: WindowDataset, val: WindowDa
         rows.append({"model_sparsity": level, "val_mse_trained": before, "val_mse_calibrated": after, "kept": kept})
         log.info("norm level sw=%.2f: validation MSE %.4f with the training statistics, %.4f calibrated (%s)",
                  level, before, after, "kept" if kept else "not kept")
-    write_statistics(norms, trained)
+    write_statistics(norms, trained)          # the state dict keeps exactly the training statistics
+    for norm, count in zip(norms, counts):
+        norm.num_batches_tracked.copy_(count)
     model.set_norm_levels(NormLevels(torch.tensor(sorted(levels)), torch.stack(stats).cpu()))
     return rows
 
