@@ -51,7 +51,7 @@ class Lab:
         self.suite, self.runs, self.progress = suite, Path(runs), progress
         self.data_root = None if data_root is None else str(data_root)
         self._series: dict[str, Series] = {}
-        self._windows: dict = {}
+        self._windows: dict[tuple, WindowDataset] = {}
 
     def config(self, dataset: str, backbone: str, variant: str, *extra: str) -> RunConfig:
         """The run configuration of one variant: data set plan, backbone plan, then ``extra`` overrides."""
