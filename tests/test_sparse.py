@@ -11,7 +11,7 @@ from dyna_stream.model.checkpoint import Checkpoint
 from dyna_stream.model.dynapruner import DynaPruner
 from dyna_stream.predictor import Predictor
 from dyna_stream.sparse import SparseEngine
-from dyna_stream.sparse.tiles import gather_windows, scatter_tiles, take_tiles, window_index
+from dyna_stream.sparse.tiles import gather_windows, padded_pixels, scatter_pixels, take_tiles, window_size
 
 from conftest import tiny_dyna
 
@@ -104,16 +104,17 @@ def test_gather_scatter_round_trip_and_halo_contents():
     rows, cols = torch.tensor([0, 1]), torch.tensor([2, 0])
     tiles = take_tiles(canvas, rows, cols, (2, 3))
     assert tiles.shape == (2, 2, 4, 4)
-    back = scatter_tiles(tiles, rows, cols, (2, 3))
+    back = scatter_pixels(tiles, rows, cols, (2, 3))[None].permute(0, 3, 1, 2)
     assert torch.equal(back[0, :, 0:4, 8:12], canvas[0, :, 0:4, 8:12]) and back[0, :, 0:4, 0:8].eq(0).all()
     active = torch.tensor([[1.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
-    index = window_index(rows, cols, active, size=(8, 12), out_tile=4, kernel=3, stride=1, dilation=1, padding=1)
-    windows = gather_windows(canvas, index)
-    assert windows.shape == (2, 2, 6, 6)
+    windows = gather_windows(padded_pixels(canvas, 1, active), rows, cols, tile=4, window=6)
+    assert windows.shape == (2, 2, 6, 6) and windows.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(windows[0, :, 1:5, 1:5], canvas[0, :, 0:4, 8:12])
     assert windows[0, :, 0, :].eq(0).all() and windows[0, :, :, -1].eq(0).all()     # beyond the image
     assert windows[0, :, 1:5, 0].eq(0).all()                                        # pruned neighbour (0, 1)
     assert torch.equal(windows[1, :, 0, 1:5], canvas[0, :, 3, 0:4])                  # halo from active tile above
+    scattered = gather_windows(scatter_pixels(tiles, rows, cols, (2, 3), halo=1), rows, cols, tile=4, window=6)
+    assert torch.equal(scattered[0], windows[0])            # tile results scatter onto zero-bordered pixels
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
@@ -152,10 +153,9 @@ def test_window_gather_reproduces_masked_convolution(kernel, stride, dilation):
     padding = dilation * (kernel - 1) // 2
     dense = F.conv2d(canvas, weight, stride=stride, padding=padding, dilation=dilation)[0]
     rows, cols = torch.nonzero(active, as_tuple=True)
-    index = window_index(rows, cols, active, size=size, out_tile=tile_out, kernel=kernel, stride=stride,
-                         dilation=dilation, padding=padding)
-    tiles = F.conv2d(gather_windows(canvas.contiguous(memory_format=torch.channels_last), index), weight,
-                     stride=stride, dilation=dilation)
+    windows = gather_windows(padded_pixels(canvas, padding), rows, cols, tile=tile_out * stride,
+                             window=window_size(tile_out, kernel, stride, dilation))
+    tiles = F.conv2d(windows, weight, stride=stride, dilation=dilation)
     expected = take_tiles(dense[None], rows, cols, grid)
     torch.testing.assert_close(tiles, expected, rtol=1e-5, atol=1e-4)
 

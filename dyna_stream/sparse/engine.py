@@ -21,7 +21,17 @@ from ..backbones.layers import ConvUnit, Readout, SqueezeExcite
 from ..model.context import MaskContext
 from ..model.dynapruner import DynaPruner
 from .folding import fold_batchnorm
-from .tiles import WindowIndex, add_tiles_, gather_windows, scatter_tiles, take_tiles, window_index
+from .tiles import (
+    add_tiles_,
+    gather_windows,
+    interior,
+    scatter_pixels,
+    take_tiles,
+    window_size,
+    write_canvas,
+    write_tiles,
+    zero_pixels,
+)
 
 WINDOW_MIN_TILE = 4      # output pixels per tile side from which window convolutions can pay
 WINDOW_MAX_ACTIVE = 0.4  # gather windows while at most this share of the tiles is active
@@ -39,6 +49,11 @@ class Geometry:
     dilation: int
     padding: int
 
+    @property
+    def window(self) -> int:
+        """Input pixels per side that one output tile reads (its tile plus halos)."""
+        return window_size(self.out_tile, self.kernel, self.stride, self.dilation)
+
 
 @dataclass(frozen=True)
 class Concat:
@@ -54,11 +69,12 @@ class Concat:
 
 class TileResult:
     """A layer's output still as tile results (N, C, t, t) of the active tiles; scattered onto a
-    canvas (1, C, Ht·t, Wt·t) only when a consumer needs one. A pointwise consumer on the same
-    tiles reads the values directly, and two results on the same tiles add without a canvas."""
+    canvas (1, C, Ht·t, Wt·t) only when a consumer needs one — or onto zero-bordered pixels for a
+    consumer that gathers windows. A pointwise consumer on the same tiles reads the values directly,
+    and two results on the same tiles add without a canvas."""
 
     def __init__(self, values: torch.Tensor, ctx: SparseContext) -> None:
-        self.values, self.ctx, self._canvas = values, ctx, None
+        self.values, self.ctx, self._pixels = values, ctx, {}
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -66,10 +82,14 @@ class TileResult:
         return (1, channels, self.ctx.grid[0] * tile, self.ctx.grid[1] * tile)
 
     def canvas(self) -> torch.Tensor:
-        if self._canvas is None:
+        return self.pixels(0)[None].permute(0, 3, 1, 2)
+
+    def pixels(self, halo: int) -> torch.Tensor:
+        """The results on zero pixels (Ht·t + 2·halo, Wt·t + 2·halo, C), scattered once per halo."""
+        if halo not in self._pixels:
             self.ctx.accounting.scattered_bytes += self.values.numel() * self.values.element_size()
-            self._canvas = scatter_tiles(self.values, self.ctx.rows, self.ctx.cols, self.ctx.grid)
-        return self._canvas
+            self._pixels[halo] = scatter_pixels(self.values, self.ctx.rows, self.ctx.cols, self.ctx.grid, halo)
+        return self._pixels[halo]
 
     def __add__(self, other: TileResult | torch.Tensor) -> TileResult | torch.Tensor:
         if isinstance(other, TileResult):
@@ -112,6 +132,7 @@ class SparseContext:
     base: torch.Tensor | None = None
     accounting: Accounting = field(default_factory=Accounting)
     _indices: dict = field(default_factory=dict, repr=False)
+    _padded: dict = field(default_factory=dict, repr=False)
     _raw_inputs: list = field(default_factory=list, repr=False)
 
     @property
@@ -188,33 +209,49 @@ class SparseContext:
         masked = tiles * self.tile_mask.view(1, rows, 1, cols, 1, 1)
         return masked.view(batch, height, width, channels).permute(0, 3, 1, 2)
 
-    def _input_index(self, unit: ConvUnit | Readout, device: torch.device) -> torch.Tensor | None:
-        """Kept input channels of ``unit`` in its concatenated input, or None when nothing is pruned."""
-        kept = [self.kept.get(source.group) if source.group is not None else None for source in unit.sources]
-        if all(k is None for k in kept):
-            return None
-        if len(kept) == 1:
-            return kept[0]
-        parts, offset = [], 0
-        for source, k in zip(unit.sources, kept):
-            parts.append((k if k is not None else torch.arange(source.channels, device=device)) + offset)
-            offset += source.channels
-        return torch.cat(parts)
+    def _input_index(self, unit: ConvUnit | Readout) -> torch.Tensor | None:
+        """Kept input channels of ``unit`` in its concatenated input, or None when nothing is pruned;
+        built once per step for each source combination."""
+        key = ("in", unit.sources)
+        if key not in self._indices:
+            kept = [self.kept.get(source.group) if source.group is not None else None for source in unit.sources]
+            if all(k is None for k in kept):
+                index = None
+            elif len(kept) == 1:
+                index = kept[0]
+            else:
+                parts, offset = [], 0
+                for source, k in zip(unit.sources, kept):
+                    parts.append((k if k is not None else torch.arange(source.channels, device=self.rows.device))
+                                 + offset)
+                    offset += source.channels
+                index = torch.cat(parts)
+            self._indices[key] = index
+        return self._indices[key]
 
-    def _output_index(self, unit: ConvUnit | Readout, device: torch.device) -> torch.Tensor | None:
+    def _output_index(self, unit: ConvUnit | Readout) -> torch.Tensor | None:
+        """Kept filters of ``unit``: its kept units × their ``filters_per_unit`` adjacent filters."""
         kept = self.kept.get(unit.group) if unit.group is not None else None
-        if kept is None:
-            return None
         fan = unit.filters_per_unit
-        return (kept[:, None] * fan + torch.arange(fan, device=device)).flatten()
+        if kept is None or fan == 1:
+            return kept
+        key = ("out", unit.group, fan)
+        if key not in self._indices:
+            self._indices[key] = (kept[:, None] * fan + torch.arange(fan, device=kept.device)).flatten()
+        return self._indices[key]
 
-    def conv_unit(self, unit: ConvUnit | Readout, x: Canvas) -> torch.Tensor:
-        weight, bias = self.weights[id(unit)]
-        in_index, out_index = self._input_index(unit, self.rows.device), self._output_index(unit, self.rows.device)
+    def _sliced(self, unit: ConvUnit | Readout, *, outputs: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """The folded weight (C_out', C_in', k, k), channels_last, and bias (C_out',) of the kept channels."""
+        weight, bias = self.weights[id(unit)]            # weight stored as (C_out, k, k, C_in)
+        out_index, in_index = self._output_index(unit) if outputs else None, self._input_index(unit)
         if out_index is not None:
             weight, bias = weight.index_select(0, out_index), bias.index_select(0, out_index)
         if in_index is not None and not unit.depthwise:
-            weight = weight.index_select(1, in_index)
+            weight = weight.index_select(3, in_index)
+        return weight.permute(0, 3, 1, 2), bias
+
+    def conv_unit(self, unit: ConvUnit | Readout, x: Canvas) -> torch.Tensor:
+        weight, bias = self._sliced(unit)
         conv = unit.conv
         geometry = Geometry(tuple(x.shape[-2:]), x.shape[-2] // conv.stride[0] // self.grid[0], weight.shape[-1],
                             conv.stride[0], conv.dilation[0], conv.padding[0])
@@ -230,10 +267,7 @@ class SparseContext:
         a full-size addition."""
         if self.base is None:
             return as_canvas(self.conv_unit(unit, x))
-        weight, bias = self.weights[id(unit)]
-        in_index = self._input_index(unit, self.rows.device)
-        if in_index is not None:
-            weight = weight.index_select(1, in_index)
+        weight, bias = self._sliced(unit, outputs=False)
         geometry = Geometry(tuple(x.shape[-2:]), x.shape[-2] // self.grid[0], 1, 1, 1, 0)
         if self.all_active or self._method(unit, geometry) == "canvas":
             return self.base + self._on_canvas(unit, x, weight, bias, geometry)
@@ -258,34 +292,47 @@ class SparseContext:
         active = self.rows.numel() / (self.grid[0] * self.grid[1])
         return "windows" if geometry.out_tile >= WINDOW_MIN_TILE and active <= WINDOW_MAX_ACTIVE else "canvas"
 
-    def _window_index(self, geometry: Geometry) -> WindowIndex:
-        """Window indices for this geometry, computed once per sample and shared by layers alike."""
-        if geometry not in self._indices:
-            grid_mask = self.tile_mask[0, 0] if self.tile_mask is not None else torch.ones(
-                self.grid, device=self.rows.device)
-            self._indices[geometry] = window_index(self.rows, self.cols, grid_mask, size=geometry.size,
-                                         out_tile=geometry.out_tile, kernel=geometry.kernel, stride=geometry.stride,
-                                         dilation=geometry.dilation, padding=geometry.padding)
-        return self._indices[geometry]
-
     def _windows_conv(self, unit, x, weight, bias, geometry: Geometry) -> torch.Tensor:
         """Padding-0 convolution over the gathered windows → (N, C_out, t, t)."""
-        parts = x.parts if isinstance(x, Concat) else (x,)
-        pieces = [self._windows_of(part, geometry) for part in parts]
-        windows = torch.cat(pieces, dim=1) if len(pieces) > 1 else pieces[0]
-        y = F.conv2d(windows, weight.contiguous(memory_format=torch.channels_last), bias, geometry.stride, 0,
-                     geometry.dilation, _groups(unit, weight))
+        windows = self._windows_of(x, geometry)
+        y = F.conv2d(windows, weight, bias, geometry.stride, 0, geometry.dilation, _groups(unit, weight))
         self.accounting.macs += y.shape[0] * y.shape[-2] * y.shape[-1] * weight.numel()
         self.accounting.gathered_bytes += windows.numel() * windows.element_size()
-        return unit.activation(y)
+        return _activate(unit, y)
 
-    def _windows_of(self, part: torch.Tensor | TileResult, geometry: Geometry) -> torch.Tensor:
-        """One input's windows (N, C, win, win): a pointwise layer on the same tiles reads tile
-        results as they are; everything else gathers from the canvas."""
-        pointwise = geometry.kernel == 1 and geometry.stride == 1
-        if isinstance(part, TileResult) and pointwise and part.values.shape[-1] == geometry.out_tile:
-            return part.values
-        return gather_windows(as_canvas(part), self._window_index(geometry))
+    def _windows_of(self, x: Canvas, geometry: Geometry) -> torch.Tensor:
+        """The input's windows (N, C, win, win): a pointwise layer on the same tiles reads tile
+        results as they are; everything else gathers from zero-bordered pixels of the whole input."""
+        parts = x.parts if isinstance(x, Concat) else (x,)
+        if geometry.kernel == 1 and geometry.stride == 1 and all(
+                isinstance(part, TileResult) and part.values.shape[-1] == geometry.out_tile for part in parts):
+            return torch.cat([part.values for part in parts], dim=1) if len(parts) > 1 else parts[0].values
+        return gather_windows(self._pixels(x, geometry.padding), self.rows, self.cols,
+                              tile=geometry.size[0] // self.grid[0], window=geometry.window)
+
+    def _pixels(self, x: Canvas, halo: int) -> torch.Tensor:
+        """The input as one (h + 2·halo, w + 2·halo, ΣC) pixels tensor, zero on the border and on pruned
+        tiles, built once per step: tile results are scattered into it, canvases copied (the raw network
+        input masked on the way — every other canvas is already zero on pruned tiles)."""
+        if isinstance(x, TileResult):
+            return x.pixels(halo)
+        key = (id(x), halo)
+        if key not in self._padded:
+            parts = x.parts if isinstance(x, Concat) else (x,)
+            like = parts[0].values if isinstance(parts[0], TileResult) else parts[0]
+            pixels = zero_pixels(like, x.shape[-2:], x.shape[1], halo)
+            tile_mask = self.tile_mask[0, 0] if self._is_raw(x) and self.tile_mask is not None else None
+            inside, offset = interior(pixels, halo), 0
+            for part in parts:
+                target = inside[..., offset:offset + part.shape[1]]
+                if isinstance(part, TileResult):
+                    self.accounting.scattered_bytes += part.values.numel() * part.values.element_size()
+                    write_tiles(target, part.values, self.rows, self.cols, self.grid)
+                else:
+                    write_canvas(target, part, tile_mask)
+                offset += part.shape[1]
+            self._padded[key] = (x, pixels)                 # holds ``x``: its id stays unique this step
+        return self._padded[key][1]
 
     def _on_canvas(self, unit, x, weight, bias, geometry: Geometry) -> torch.Tensor:
         """Channel-sliced convolution over the whole canvas; pruned tiles re-zeroed afterwards."""
@@ -295,17 +342,28 @@ class SparseContext:
         x = as_canvas(x)
         if raw and not self.all_active:
             x = self.zero_pruned(x)
-        y = unit.activation(F.conv2d(x, weight.contiguous(memory_format=torch.channels_last), bias,
-                                     geometry.stride, geometry.padding, geometry.dilation, _groups(unit, weight)))
+        y = _activate(unit, F.conv2d(x, weight, bias, geometry.stride, geometry.padding, geometry.dilation,
+                                     _groups(unit, weight)))
         self.accounting.macs += y.shape[-2] * y.shape[-1] * weight.numel()
         if unit.shuffle > 1:
             y = F.pixel_shuffle(y, unit.shuffle)
         return y if self.all_active else self.zero_pruned(y)
 
 
+def _activate(unit: ConvUnit | Readout, y: torch.Tensor) -> torch.Tensor:
+    """The unit's activation, in place on a fresh convolution output."""
+    return F.silu(y, inplace=True) if isinstance(unit.activation, torch.nn.SiLU) else unit.activation(y)
+
+
 def _groups(unit: ConvUnit | Readout, weight: torch.Tensor) -> int:
     """Convolution groups: one per kept channel for a depthwise unit."""
     return weight.shape[0] if unit.depthwise else 1
+
+
+def _pixels_last(weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(C_out, C_in, k, k) → (C_out, k, k, C_in) contiguous: channel slices of it permute back to
+    channels_last weights without another copy."""
+    return weight.permute(0, 2, 3, 1).contiguous(), bias
 
 
 @dataclass
@@ -335,10 +393,11 @@ class SparseEngine:
         self._folded: dict[int | None, dict[int, tuple[torch.Tensor, torch.Tensor]]] = {}
 
     def weights(self) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
-        """Conv weights with BatchNorm folded in, per block, for the norm level the model holds now."""
+        """Conv weights with BatchNorm folded in, per block, for the norm level the model holds now:
+        weight (C_out, k, k, C_in), bias (C_out,)."""
         level = self.model.loaded_norm_level
         if level not in self._folded:
-            self._folded[level] = {id(block): fold_batchnorm(block.conv, block.norm)
+            self._folded[level] = {id(block): _pixels_last(*fold_batchnorm(block.conv, block.norm))
                                    for block in self.model.backbone.blocks() if isinstance(block, (ConvUnit, Readout))}
         return self._folded[level]
 

@@ -6,8 +6,6 @@ resolution; a tile is h / Ht pixels high at a canvas of height h.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 
@@ -16,60 +14,66 @@ def window_size(out_tile: int, kernel: int, stride: int, dilation: int) -> int:
     return (out_tile - 1) * stride + dilation * (kernel - 1) + 1
 
 
-@dataclass(frozen=True)
-class WindowIndex:
-    """Where the active tiles' receptive fields lie in an input canvas.
-
-    rows, cols: clamped pixel indices that broadcast together; valid: 1 inside the image and on
-    active tiles (0 = the conv's zero padding or a pruned neighbour), with a trailing channel axis.
-    """
-
-    rows: torch.Tensor
-    cols: torch.Tensor
-    valid: torch.Tensor
+def zero_pixels(like: torch.Tensor, size: tuple[int, int], channels: int, halo: int) -> torch.Tensor:
+    """Zero pixels (h + 2·halo, w + 2·halo, C), ``like``'s dtype and device: a canvas in the making,
+    with a zero border of ``halo`` (a convolution's zero padding) around it."""
+    return like.new_zeros(size[0] + 2 * halo, size[1] + 2 * halo, channels)
 
 
-def _valid(rows: torch.Tensor, cols: torch.Tensor, size: tuple[int, int], tile_mask: torch.Tensor
-           ) -> torch.Tensor:
-    """1 where broadcast pixel indices (rows, cols) fall inside the image and on an active tile."""
-    height, width = size
-    inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
-    tile_h, tile_w = height // tile_mask.shape[0], width // tile_mask.shape[1]
-    active = tile_mask[rows.clamp(0, height - 1) // tile_h, cols.clamp(0, width - 1) // tile_w] > 0
-    return (inside & active)[..., None].to(tile_mask.dtype)
+def interior(pixels: torch.Tensor, halo: int) -> torch.Tensor:
+    """The (h, w, C) view inside the border of zero-bordered pixels."""
+    return pixels[halo:pixels.shape[0] - halo, halo:pixels.shape[1] - halo]
 
 
-def window_index(tile_rows: torch.Tensor, tile_cols: torch.Tensor, tile_mask: torch.Tensor, *, size: tuple[int, int],
-                 out_tile: int, kernel: int, stride: int, dilation: int, padding: int) -> WindowIndex:
-    """Indices of the windows of active output tiles ``(tile_rows, tile_cols)`` (N,) in an (h, w) canvas.
-
-    tile_mask : (Ht, Wt) {0, 1}, the active tiles (so halos reaching into pruned tiles read zero).
-    """
-    win, step = window_size(out_tile, kernel, stride, dilation), out_tile * stride
-    offsets = torch.arange(win, device=tile_rows.device)
-    rows = (tile_rows[:, None] * step - padding + offsets)[:, :, None]          # (N, win, 1)
-    cols = (tile_cols[:, None] * step - padding + offsets)[:, None, :]          # (N, 1, win)
-    valid = _valid(rows, cols, size, tile_mask)
-    return WindowIndex(rows.clamp(0, size[0] - 1), cols.clamp(0, size[1] - 1), valid)
+def write_canvas(target: torch.Tensor, canvas: torch.Tensor, tile_mask: torch.Tensor | None = None) -> None:
+    """Copy a (1, C, h, w) canvas into (h, w, C) pixels ``target`` (any strides); with ``tile_mask``
+    (Ht, Wt) {0, 1}, pruned tiles are written as zero."""
+    source = canvas[0].permute(1, 2, 0)
+    if tile_mask is None:
+        target.copy_(source)
+        return
+    (rows, cols), (height, width, channels) = tile_mask.shape, target.shape
+    tiles = (rows, height // rows, cols, width // cols, channels)
+    torch.mul(source.reshape(tiles), tile_mask.view(rows, 1, cols, 1, 1), out=target.view(tiles))
 
 
-def gather(canvas: torch.Tensor, index: WindowIndex) -> torch.Tensor:
-    """(1, C, h, w) canvas → (*index shape, C), zero where invalid."""
-    return canvas[0].permute(1, 2, 0)[index.rows, index.cols] * index.valid
-
-
-def gather_windows(canvas: torch.Tensor, index: WindowIndex) -> torch.Tensor:
-    """(1, C, h, w) canvas → (N, C, win, win) windows in channels_last memory, zero where invalid."""
-    return gather(canvas, index).permute(0, 3, 1, 2)
-
-
-def scatter_tiles(values: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """Place tile results (N, C, t, t) on a zero channels_last canvas (1, C, Ht·t, Wt·t)."""
+def write_tiles(target: torch.Tensor, values: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
+                grid: tuple[int, int]) -> None:
+    """Write tile results (N, C, t, t) of tiles (rows, cols) into (Ht·t, Wt·t, C) pixels ``target``."""
     _, channels, tile, _ = values.shape
-    canvas = values.new_zeros(1, grid[0] * tile, grid[1] * tile, channels)
-    canvas[0].view(grid[0], tile, grid[1], tile, channels).permute(0, 2, 1, 3, 4)[rows, cols] = \
-        values.permute(0, 2, 3, 1)
-    return canvas.permute(0, 3, 1, 2)
+    target.view(grid[0], tile, grid[1], tile, channels).permute(0, 2, 1, 3, 4)[rows, cols] = values.permute(0, 2, 3, 1)
+
+
+def padded_pixels(canvas: torch.Tensor, halo: int, tile_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """(1, C, h, w) canvas → (h + 2·halo, w + 2·halo, C) contiguous zero-bordered pixels (pruned
+    tiles zeroed on the way with ``tile_mask``)."""
+    pixels = zero_pixels(canvas, canvas.shape[-2:], canvas.shape[1], halo)
+    write_canvas(interior(pixels, halo), canvas, tile_mask)
+    return pixels
+
+
+def gather_windows(pixels: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, *, tile: int, window: int
+                   ) -> torch.Tensor:
+    """The windows of tiles (rows, cols) (N,) → (N, C, window, window) in channels_last memory.
+
+    pixels : (h + 2·p, w + 2·p, C) contiguous, padded by the convolution's padding p (``padded_pixels``);
+    tile : input pixels per tile side. Window (r, c) starts at pixel (r·tile, c·tile) of ``pixels``:
+    an overlapping strided view of all windows, of which the active ones are copied, block by block.
+    """
+    row_stride, pixel_stride = pixels.stride(0), pixels.stride(1)
+    grid = ((pixels.shape[0] - window) // tile + 1, (pixels.shape[1] - window) // tile + 1)
+    windows = pixels.as_strided((*grid, window, window, pixels.shape[2]),
+                                (tile * row_stride, tile * pixel_stride, row_stride, pixel_stride, 1))
+    return windows[rows, cols].permute(0, 3, 1, 2)
+
+
+def scatter_pixels(values: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, grid: tuple[int, int],
+                   halo: int = 0) -> torch.Tensor:
+    """Place tile results (N, C, t, t) of tiles (rows, cols) on zero pixels (Ht·t + 2·halo, Wt·t + 2·halo, C)."""
+    _, channels, tile, _ = values.shape
+    pixels = zero_pixels(values, (grid[0] * tile, grid[1] * tile), channels, halo)
+    write_tiles(interior(pixels, halo), values, rows, cols, grid)
+    return pixels
 
 
 def add_tiles_(base: torch.Tensor, values: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
