@@ -11,7 +11,16 @@ from dyna_stream.model.checkpoint import Checkpoint
 from dyna_stream.model.dynapruner import DynaPruner
 from dyna_stream.predictor import Predictor
 from dyna_stream.sparse import SparseEngine
-from dyna_stream.sparse.tiles import gather_windows, padded_pixels, scatter_pixels, take_tiles, window_size
+from dyna_stream.sparse.engine import BufferPool
+from dyna_stream.sparse.tiles import (
+    gather_windows,
+    interior,
+    take_tiles,
+    window_size,
+    write_canvas,
+    write_tiles,
+    zero_buffer,
+)
 
 from conftest import tiny_dyna
 
@@ -63,6 +72,24 @@ def test_sparse_matches_masked_dense(backbone, policy, sparsity, strategy):
 
 
 @pytest.mark.parametrize("backbone", sorted(BACKBONES))
+@pytest.mark.parametrize("strategy", ["windows", "auto"])
+def test_engine_reused_across_steps_stays_exact(backbone, strategy):
+    """Pixel buffers go back to the engine's pool after each step: later steps with other tiles and
+    channels (and other sizes) still compute exactly what the masked dense model computes."""
+    model = randomised(backbone)
+    engine = SparseEngine(model, strategy=strategy)
+    for step, sparsity in enumerate([0.9, 0.3, 0.7, 0.0, 0.5, 0.9]):
+        height = 48 if step % 3 else 32
+        frames, fallback = torch.randn(2, 3, 1, height, 64), torch.randn(2, 2, 1, height, 64)
+        runs = []
+        for run in (model, engine):          # the random policy draws the same masks from the same seed
+            torch.manual_seed(step)
+            with torch.no_grad():
+                runs.append(run(frames, fallback, data_sparsity=sparsity, model_sparsity=sparsity, policy="random"))
+        assert (runs[1].forecast - runs[0].forecast).abs().max() <= 1e-4
+
+
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
 def test_static_and_dense_policies_match_too(backbone):
     model = randomised(backbone)
     gates = {name: (torch.rand(size) < 0.5).float().index_fill_(0, torch.tensor([0]), 1.0)
@@ -99,22 +126,43 @@ def test_predictor_engines_agree_on_odd_grids(backbone):
         assert results[1].macs >= results[0].macs * (1 - 1e-6)   # canvas layers execute their whole canvas
 
 
-def test_gather_scatter_round_trip_and_halo_contents():
+def padded(canvas: torch.Tensor, halo: int, tile_mask=None, *, channels_last: bool = True) -> torch.Tensor:
+    buffer = zero_buffer(canvas, canvas.shape[-2:], canvas.shape[1], halo, channels_last=channels_last)
+    write_canvas(interior(buffer, halo), canvas, tile_mask)
+    return buffer
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_gather_scatter_round_trip_and_halo_contents(channels_last):
     canvas = torch.arange(2 * 8 * 12, dtype=torch.float32).reshape(1, 2, 8, 12)
     rows, cols = torch.tensor([0, 1]), torch.tensor([2, 0])
     tiles = take_tiles(canvas, rows, cols, (2, 3))
     assert tiles.shape == (2, 2, 4, 4)
-    back = scatter_pixels(tiles, rows, cols, (2, 3))[None].permute(0, 3, 1, 2)
-    assert torch.equal(back[0, :, 0:4, 8:12], canvas[0, :, 0:4, 8:12]) and back[0, :, 0:4, 0:8].eq(0).all()
+    back = zero_buffer(canvas, (8, 12), 2, 0, channels_last=channels_last)
+    write_tiles(back, tiles, rows, cols, (2, 3))
+    assert torch.equal(back[:, 0:4, 8:12], canvas[0, :, 0:4, 8:12]) and back[:, 0:4, 0:8].eq(0).all()
     active = torch.tensor([[1.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
-    windows = gather_windows(padded_pixels(canvas, 1, active), rows, cols, tile=4, window=6)
-    assert windows.shape == (2, 2, 6, 6) and windows.is_contiguous(memory_format=torch.channels_last)
+    windows = gather_windows(padded(canvas, 1, active, channels_last=channels_last), rows, cols, tile=4, window=6)
+    assert windows.shape == (2, 2, 6, 6)
+    assert windows.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     assert torch.equal(windows[0, :, 1:5, 1:5], canvas[0, :, 0:4, 8:12])
     assert windows[0, :, 0, :].eq(0).all() and windows[0, :, :, -1].eq(0).all()     # beyond the image
     assert windows[0, :, 1:5, 0].eq(0).all()                                        # pruned neighbour (0, 1)
     assert torch.equal(windows[1, :, 0, 1:5], canvas[0, :, 3, 0:4])                  # halo from active tile above
-    scattered = gather_windows(scatter_pixels(tiles, rows, cols, (2, 3), halo=1), rows, cols, tile=4, window=6)
-    assert torch.equal(scattered[0], windows[0])            # tile results scatter onto zero-bordered pixels
+    pool, written = BufferPool(), torch.zeros(2, 3, dtype=torch.bool)
+    written[rows, cols] = True
+    buffer = pool.take(tiles, (8, 12), 2, 1, channels_last=channels_last, active=written)
+    write_tiles(interior(buffer, 1), tiles, rows, cols, (2, 3))          # tile results onto a zero-bordered buffer
+    assert torch.equal(gather_windows(buffer, rows, cols, tile=4, window=6)[0], windows[0])
+    pool.give_back(buffer, 1, channels_last=channels_last, written=written)
+    now = torch.tensor([[True, True, False], [False, False, False]])      # (0, 2) and (1, 0) went stale
+    again = pool.take(tiles, (8, 12), 2, 1, channels_last=channels_last, active=now)
+    assert again is buffer
+    if channels_last:        # pixel buffers: stale tiles cleared, so the buffer is zero again
+        assert again.eq(0).all()
+    else:                    # plane buffers are overwritten whole by their next user: no clearing
+        assert torch.equal(interior(again, 1)[:, 0:4, 8:12], canvas[0, :, 0:4, 8:12])
+    assert pool.take(tiles, (8, 12), 2, 1, channels_last=channels_last, active=now) is not buffer   # lent once
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
@@ -153,7 +201,7 @@ def test_window_gather_reproduces_masked_convolution(kernel, stride, dilation):
     padding = dilation * (kernel - 1) // 2
     dense = F.conv2d(canvas, weight, stride=stride, padding=padding, dilation=dilation)[0]
     rows, cols = torch.nonzero(active, as_tuple=True)
-    windows = gather_windows(padded_pixels(canvas, padding), rows, cols, tile=tile_out * stride,
+    windows = gather_windows(padded(canvas, padding), rows, cols, tile=tile_out * stride,
                              window=window_size(tile_out, kernel, stride, dilation))
     tiles = F.conv2d(windows, weight, stride=stride, dilation=dilation)
     expected = take_tiles(dense[None], rows, cols, grid)

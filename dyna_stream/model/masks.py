@@ -18,7 +18,10 @@ def keep_count(total: int, sparsity: float) -> int:
 
 
 def straight_through(hard: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
-    """Forward ``hard``, backward as if it were ``soft``."""
+    """Forward ``hard``, backward as if it were ``soft``; ``hard`` itself where no gradient is recorded
+    (inference: three fewer operations per mask)."""
+    if not (torch.is_grad_enabled() and soft.requires_grad):
+        return hard
     return hard + soft - soft.detach()
 
 

@@ -11,8 +11,11 @@ readout adds its tiles onto the fallback forecast. Batch 1 per call; larger batc
 """
 from __future__ import annotations
 
+import threading
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
@@ -23,14 +26,14 @@ from ..model.dynapruner import DynaPruner
 from .folding import fold_batchnorm
 from .tiles import (
     add_tiles_,
+    clear_tiles,
     gather_windows,
     interior,
-    scatter_pixels,
     take_tiles,
     window_size,
     write_canvas,
     write_tiles,
-    zero_pixels,
+    zero_buffer,
 )
 
 WINDOW_MIN_TILE = 4      # output pixels per tile side from which window convolutions can pay
@@ -74,7 +77,7 @@ class TileResult:
     and two results on the same tiles add without a canvas."""
 
     def __init__(self, values: torch.Tensor, ctx: SparseContext) -> None:
-        self.values, self.ctx, self._pixels = values, ctx, {}
+        self.values, self.ctx, self._buffers = values, ctx, {}
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -82,14 +85,17 @@ class TileResult:
         return (1, channels, self.ctx.grid[0] * tile, self.ctx.grid[1] * tile)
 
     def canvas(self) -> torch.Tensor:
-        return self.pixels(0)[None].permute(0, 3, 1, 2)
+        return self.buffer(0)[None]
 
-    def pixels(self, halo: int) -> torch.Tensor:
-        """The results on zero pixels (Ht·t + 2·halo, Wt·t + 2·halo, C), scattered once per halo."""
-        if halo not in self._pixels:
-            self.ctx.accounting.scattered_bytes += self.values.numel() * self.values.element_size()
-            self._pixels[halo] = scatter_pixels(self.values, self.ctx.rows, self.ctx.cols, self.ctx.grid, halo)
-        return self._pixels[halo]
+    def buffer(self, halo: int) -> torch.Tensor:
+        """The results on a zero (C, Ht·t + 2·halo, Wt·t + 2·halo) pixel buffer, scattered once per halo."""
+        if halo not in self._buffers:
+            ctx = self.ctx
+            ctx.accounting.scattered_bytes += self.values.numel() * self.values.element_size()
+            buffer = ctx.borrow(self.values, self.shape[-2:], self.values.shape[1], halo, channels_last=True)
+            write_tiles(interior(buffer, halo), self.values, ctx.rows, ctx.cols, ctx.grid)
+            self._buffers[halo] = buffer
+        return self._buffers[halo]
 
     def __add__(self, other: TileResult | torch.Tensor) -> TileResult | torch.Tensor:
         if isinstance(other, TileResult):
@@ -115,11 +121,54 @@ class Accounting:
     scattered_bytes: int = 0
 
 
+class BufferPool:
+    """Zero-bordered buffers (C, h + 2·halo, w + 2·halo) (``tiles.zero_buffer``), reused from step to
+    step instead of zero-filled anew (a full-resolution fill costs more than the sparse work it serves).
+
+    Pixel buffers (tile results are scattered into them) must read zero outside the active tiles of
+    the step that borrows them. Whatever a step writes is zero outside its own active tiles (tile
+    results, masked inputs, re-zeroed canvases), so a returned buffer remembers those tiles and, lent
+    again, clears the ones not active now: tiles active in both steps are overwritten anyway, and a
+    stream whose masks change little pays little. Plane buffers (canvases only: the network input)
+    are overwritten whole; only their border has to stay zero. Not thread-safe: one step at a time
+    (the engine holds a lock)."""
+
+    def __init__(self) -> None:
+        self._free: dict[tuple, list[tuple[torch.Tensor, torch.Tensor | None]]] = defaultdict(list)
+        self._stale: tuple = (None, None, None)   # (written, active, their stale tiles): buffers share both
+
+    def take(self, like: torch.Tensor, size: tuple[int, int], channels: int, halo: int, *, channels_last: bool,
+             active: torch.Tensor) -> torch.Tensor:
+        """A buffer that reads zero on its border and, as pixels, outside ``active`` (Ht, Wt) bool tiles."""
+        free = self._free[(channels, *size, halo, channels_last, like.dtype, like.device)]
+        if not free:
+            return zero_buffer(like, size, channels, halo, channels_last=channels_last)
+        buffer, written = free.pop()
+        if written is not None:
+            rows, cols = self._stale_tiles(written, active)
+            if rows.numel():
+                clear_tiles(interior(buffer, halo), rows, cols, tuple(active.shape))
+        return buffer
+
+    def _stale_tiles(self, written: torch.Tensor, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tiles written before but not active now, (rows, cols); computed once per pair of masks."""
+        if self._stale[0] is not written or self._stale[1] is not active:
+            self._stale = (written, active, torch.nonzero(written & ~active, as_tuple=True))
+        return self._stale[2]
+
+    def give_back(self, buffer: torch.Tensor, halo: int, *, channels_last: bool, written: torch.Tensor) -> None:
+        """Return a buffer written on ``written`` (Ht, Wt) bool tiles only (and inside its border)."""
+        size = (buffer.shape[1] - 2 * halo, buffer.shape[2] - 2 * halo)
+        self._free[(buffer.shape[0], *size, halo, channels_last, buffer.dtype, buffer.device)].append(
+            (buffer, written if channels_last else None))
+
+
 @dataclass
 class SparseContext:
     """Masks of one sample in executable form.
 
     rows, cols : (N,) active tiles on the (Ht, Wt) grid.  kept : group → kept channel indices.
+    base : (1, T_out·C, H, W), the forecast being written: the fallback, onto which the readout adds.
     """
 
     grid: tuple[int, int]
@@ -130,10 +179,19 @@ class SparseContext:
     tile_mask: torch.Tensor | None
     strategy: str = "auto"
     base: torch.Tensor | None = None
+    pool: BufferPool = field(default_factory=BufferPool)
     accounting: Accounting = field(default_factory=Accounting)
     _indices: dict = field(default_factory=dict, repr=False)
     _padded: dict = field(default_factory=dict, repr=False)
+    _borrowed: list = field(default_factory=list, repr=False)
     _raw_inputs: list = field(default_factory=list, repr=False)
+
+    @cached_property
+    def active(self) -> torch.Tensor:
+        """(Ht, Wt) bool: the active tiles."""
+        if self.tile_mask is None:
+            return torch.ones(self.grid, dtype=torch.bool, device=self.rows.device)
+        return self.tile_mask[0, 0] > 0
 
     @property
     def all_active(self) -> bool:
@@ -144,6 +202,19 @@ class SparseContext:
         that convolves the whole canvas masks this input first (see ``_on_canvas``)."""
         self._raw_inputs.append(inputs)
         return inputs
+
+    def borrow(self, like: torch.Tensor, size: tuple[int, int], channels: int, halo: int, *, channels_last: bool
+               ) -> torch.Tensor:
+        """A zero (C, h + 2·halo, w + 2·halo) buffer from the pool, for this step (see ``release``)."""
+        buffer = self.pool.take(like, size, channels, halo, channels_last=channels_last, active=self.active)
+        self._borrowed.append((buffer, halo, channels_last))
+        return buffer
+
+    def release(self) -> None:
+        """The step is over (nothing it returns may view a borrowed buffer): buffers back to the pool."""
+        for buffer, halo, channels_last in self._borrowed:
+            self.pool.give_back(buffer, halo, channels_last=channels_last, written=self.active)
+        self._borrowed.clear()
 
     def _is_raw(self, x: Canvas) -> bool:
         return any(x is raw for raw in self._raw_inputs)
@@ -262,15 +333,13 @@ class SparseContext:
         return TileResult(F.pixel_shuffle(y, unit.shuffle) if unit.shuffle > 1 else y, self)
 
     def readout(self, unit: Readout, x: Canvas) -> torch.Tensor:
-        """The forecast itself: the readout's tiles added onto the fallback (``base``, a copy the
-        context owns; written in place), so pruned tiles take the fallback without a zero canvas or
-        a full-size addition."""
-        if self.base is None:
-            return as_canvas(self.conv_unit(unit, x))
+        """The forecast itself: the readout's tiles added onto the fallback (``base``, the engine's
+        output, written in place), so pruned tiles take the fallback without a zero canvas or a
+        full-size addition."""
         weight, bias = self._sliced(unit, outputs=False)
         geometry = Geometry(tuple(x.shape[-2:]), x.shape[-2] // self.grid[0], 1, 1, 1, 0)
         if self.all_active or self._method(unit, geometry) == "canvas":
-            return self.base + self._on_canvas(unit, x, weight, bias, geometry)
+            return self.base.add_(self._on_canvas(unit, x, weight, bias, geometry))
         y = self._windows_conv(unit, x, weight, bias, geometry)
         self.accounting.scattered_bytes += y.numel() * y.element_size()
         return add_tiles_(self.base, y, self.rows, self.cols, self.grid)
@@ -295,6 +364,8 @@ class SparseContext:
     def _windows_conv(self, unit, x, weight, bias, geometry: Geometry) -> torch.Tensor:
         """Padding-0 convolution over the gathered windows → (N, C_out, t, t)."""
         windows = self._windows_of(x, geometry)
+        if windows.is_contiguous():            # planes of the network input: keep the convolution in their layout
+            weight = weight.contiguous()
         y = F.conv2d(windows, weight, bias, geometry.stride, 0, geometry.dilation, _groups(unit, weight))
         self.accounting.macs += y.shape[0] * y.shape[-2] * y.shape[-1] * weight.numel()
         self.accounting.gathered_bytes += windows.numel() * windows.element_size()
@@ -307,31 +378,33 @@ class SparseContext:
         if geometry.kernel == 1 and geometry.stride == 1 and all(
                 isinstance(part, TileResult) and part.values.shape[-1] == geometry.out_tile for part in parts):
             return torch.cat([part.values for part in parts], dim=1) if len(parts) > 1 else parts[0].values
-        return gather_windows(self._pixels(x, geometry.padding), self.rows, self.cols,
+        return gather_windows(self._buffer(x, geometry.padding), self.rows, self.cols,
                               tile=geometry.size[0] // self.grid[0], window=geometry.window)
 
-    def _pixels(self, x: Canvas, halo: int) -> torch.Tensor:
-        """The input as one (h + 2·halo, w + 2·halo, ΣC) pixels tensor, zero on the border and on pruned
-        tiles, built once per step: tile results are scattered into it, canvases copied (the raw network
-        input masked on the way — every other canvas is already zero on pruned tiles)."""
+    def _buffer(self, x: Canvas, halo: int) -> torch.Tensor:
+        """The input as one zero-bordered (ΣC, h + 2·halo, w + 2·halo) buffer, zero on pruned tiles,
+        built once per step: tile results are scattered into pixels; canvases alone (the network
+        input) are copied as planes, in their own layout, the raw input masked on the way — every
+        other canvas is already zero on pruned tiles."""
         if isinstance(x, TileResult):
-            return x.pixels(halo)
+            return x.buffer(halo)
         key = (id(x), halo)
         if key not in self._padded:
             parts = x.parts if isinstance(x, Concat) else (x,)
-            like = parts[0].values if isinstance(parts[0], TileResult) else parts[0]
-            pixels = zero_pixels(like, x.shape[-2:], x.shape[1], halo)
-            tile_mask = self.tile_mask[0, 0] if self._is_raw(x) and self.tile_mask is not None else None
-            inside, offset = interior(pixels, halo), 0
+            results = [part for part in parts if isinstance(part, TileResult)]
+            like = results[0].values if results else parts[0]
+            buffer = self.borrow(like, x.shape[-2:], x.shape[1], halo, channels_last=bool(results))
+            inside, offset = interior(buffer, halo), 0
             for part in parts:
-                target = inside[..., offset:offset + part.shape[1]]
+                target = inside[offset:offset + part.shape[1]]
                 if isinstance(part, TileResult):
                     self.accounting.scattered_bytes += part.values.numel() * part.values.element_size()
                     write_tiles(target, part.values, self.rows, self.cols, self.grid)
                 else:
-                    write_canvas(target, part, tile_mask)
+                    raw = self.tile_mask is not None and (self._is_raw(x) or self._is_raw(part))
+                    write_canvas(target, part, self.tile_mask[0, 0] if raw else None)
                 offset += part.shape[1]
-            self._padded[key] = (x, pixels)                 # holds ``x``: its id stays unique this step
+            self._padded[key] = (x, buffer)                 # holds ``x``: its id stays unique this step
         return self._padded[key][1]
 
     def _on_canvas(self, unit, x, weight, bias, geometry: Geometry) -> torch.Tensor:
@@ -390,6 +463,7 @@ class SparseEngine:
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, not {strategy!r}")
         self.model, self.strategy = model.eval(), strategy
+        self._pool, self._lock = BufferPool(), threading.Lock()
         self._folded: dict[int | None, dict[int, tuple[torch.Tensor, torch.Tensor]]] = {}
 
     def weights(self) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
@@ -410,16 +484,17 @@ class SparseEngine:
                                                       model_sparsity=model_sparsity, policy=policy,
                                                       mask_failure=mask_failure)
         size = frames.shape[-2:]
-        forecasts, accounting = [], []
-        for b in range(frames.shape[0]):
-            ctx = self._context(masks, b, size, frames.device)
-            ctx.base = fallback[b:b + 1].flatten(1, 2).clone(memory_format=torch.channels_last)
-            inputs = ctx.concat([frames[b:b + 1].flatten(1, 2).contiguous(memory_format=torch.channels_last),
-                                 ctx.base])
-            forecast = model.backbone(inputs, ctx)       # the readout adds its tiles onto the fallback
-            forecasts.append(forecast.reshape(1, model.t_out, model.channels, *size))
-            accounting.append(ctx.accounting)
-        return SparseResult(torch.cat(forecasts), importance_map, masks, accounting)
+        forecast, accounting = fallback.clone(), []
+        with self._lock:
+            for b in range(frames.shape[0]):
+                ctx = self._context(masks, b, size, frames.device)
+                ctx.base = forecast[b:b + 1].flatten(1, 2)      # the readout adds its tiles onto it, in place
+                try:
+                    model.backbone(ctx.concat([frames[b:b + 1].flatten(1, 2), fallback[b:b + 1].flatten(1, 2)]), ctx)
+                finally:
+                    ctx.release()
+                accounting.append(ctx.accounting)
+        return SparseResult(forecast, importance_map, masks, accounting)
 
     def _context(self, masks: MaskContext, b: int, size: torch.Size, device: torch.device) -> SparseContext:
         tile = self.model.tile_size
@@ -432,4 +507,4 @@ class SparseEngine:
             rows, cols = torch.nonzero(masks.tiles[b, 0] > 0, as_tuple=True)
             tile_mask = masks.tiles[b:b + 1].detach()
         kept = {group: torch.nonzero(gate[b] > 0, as_tuple=True)[0] for group, gate in masks.gates.items()}
-        return SparseContext(grid, rows, cols, kept, self.weights(), tile_mask, self.strategy)
+        return SparseContext(grid, rows, cols, kept, self.weights(), tile_mask, self.strategy, pool=self._pool)
