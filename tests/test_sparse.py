@@ -126,43 +126,42 @@ def test_predictor_engines_agree_on_odd_grids(backbone):
         assert results[1].macs >= results[0].macs * (1 - 1e-6)   # canvas layers execute their whole canvas
 
 
-def padded(canvas: torch.Tensor, halo: int, tile_mask=None, *, channels_last: bool = True) -> torch.Tensor:
-    buffer = zero_buffer(canvas, canvas.shape[-2:], canvas.shape[1], halo, channels_last=channels_last)
+def padded(canvas: torch.Tensor, halo: int, tile_mask=None) -> torch.Tensor:
+    buffer = zero_buffer(canvas, canvas.shape[-2:], canvas.shape[1], halo)
     write_canvas(interior(buffer, halo), canvas, tile_mask)
     return buffer
 
 
-@pytest.mark.parametrize("channels_last", [True, False])
-def test_gather_scatter_round_trip_and_halo_contents(channels_last):
+def test_gather_scatter_round_trip_and_halo_contents():
     canvas = torch.arange(2 * 8 * 12, dtype=torch.float32).reshape(1, 2, 8, 12)
     rows, cols = torch.tensor([0, 1]), torch.tensor([2, 0])
     tiles = take_tiles(canvas, rows, cols, (2, 3))
     assert tiles.shape == (2, 2, 4, 4)
-    back = zero_buffer(canvas, (8, 12), 2, 0, channels_last=channels_last)
+    back = zero_buffer(canvas, (8, 12), 2, 0)
     write_tiles(back, tiles, rows, cols, (2, 3))
     assert torch.equal(back[:, 0:4, 8:12], canvas[0, :, 0:4, 8:12]) and back[:, 0:4, 0:8].eq(0).all()
     active = torch.tensor([[1.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
-    windows = gather_windows(padded(canvas, 1, active, channels_last=channels_last), rows, cols, tile=4, window=6)
+    windows = gather_windows(padded(canvas, 1, active), rows, cols, tile=4, window=6)
     assert windows.shape == (2, 2, 6, 6)
-    assert windows.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    assert windows.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(windows[0, :, 1:5, 1:5], canvas[0, :, 0:4, 8:12])
     assert windows[0, :, 0, :].eq(0).all() and windows[0, :, :, -1].eq(0).all()     # beyond the image
     assert windows[0, :, 1:5, 0].eq(0).all()                                        # pruned neighbour (0, 1)
     assert torch.equal(windows[1, :, 0, 1:5], canvas[0, :, 3, 0:4])                  # halo from active tile above
     pool, written = BufferPool(), torch.zeros(2, 3, dtype=torch.bool)
     written[rows, cols] = True
-    buffer = pool.take(tiles, (8, 12), 2, 1, channels_last=channels_last, active=written)
+    buffer = pool.take(tiles, (8, 12), 2, 1, active=written, whole=False)
     write_tiles(interior(buffer, 1), tiles, rows, cols, (2, 3))          # tile results onto a zero-bordered buffer
     assert torch.equal(gather_windows(buffer, rows, cols, tile=4, window=6)[0], windows[0])
-    pool.give_back(buffer, 1, channels_last=channels_last, written=written)
+    pool.give_back(buffer, 1, written)
     now = torch.tensor([[True, True, False], [False, False, False]])      # (0, 2) and (1, 0) went stale
-    again = pool.take(tiles, (8, 12), 2, 1, channels_last=channels_last, active=now)
-    assert again is buffer
-    if channels_last:        # pixel buffers: stale tiles cleared, so the buffer is zero again
-        assert again.eq(0).all()
-    else:                    # plane buffers are overwritten whole by their next user: no clearing
-        assert torch.equal(interior(again, 1)[:, 0:4, 8:12], canvas[0, :, 0:4, 8:12])
-    assert pool.take(tiles, (8, 12), 2, 1, channels_last=channels_last, active=now) is not buffer   # lent once
+    again = pool.take(tiles, (8, 12), 2, 1, active=now, whole=False)
+    assert again is buffer and again.eq(0).all()         # stale tiles cleared: zero again
+    assert pool.take(tiles, (8, 12), 2, 1, active=now, whole=False) is not buffer     # lent once at a time
+    write_tiles(interior(again, 1), tiles, rows, cols, (2, 3))
+    pool.give_back(again, 1, written)
+    kept = pool.take(tiles, (8, 12), 2, 1, active=now, whole=True)   # its borrower overwrites it: no clearing
+    assert kept is buffer and torch.equal(interior(kept, 1)[:, 0:4, 8:12], canvas[0, :, 0:4, 8:12])
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")

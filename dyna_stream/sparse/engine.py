@@ -92,7 +92,7 @@ class TileResult:
         if halo not in self._buffers:
             ctx = self.ctx
             ctx.accounting.scattered_bytes += self.values.numel() * self.values.element_size()
-            buffer = ctx.borrow(self.values, self.shape[-2:], self.values.shape[1], halo, channels_last=True)
+            buffer = ctx.borrow(self.values, self.shape[-2:], self.values.shape[1], halo, whole=False)
             write_tiles(interior(buffer, halo), self.values, ctx.rows, ctx.cols, ctx.grid)
             self._buffers[halo] = buffer
         return self._buffers[halo]
@@ -125,26 +125,26 @@ class BufferPool:
     """Zero-bordered buffers (C, h + 2·halo, w + 2·halo) (``tiles.zero_buffer``), reused from step to
     step instead of zero-filled anew (a full-resolution fill costs more than the sparse work it serves).
 
-    Pixel buffers (tile results are scattered into them) must read zero outside the active tiles of
-    the step that borrows them. Whatever a step writes is zero outside its own active tiles (tile
-    results, masked inputs, re-zeroed canvases), so a returned buffer remembers those tiles and, lent
-    again, clears the ones not active now: tiles active in both steps are overwritten anyway, and a
-    stream whose masks change little pays little. Plane buffers (canvases only: the network input)
-    are overwritten whole; only their border has to stay zero. Not thread-safe: one step at a time
-    (the engine holds a lock)."""
+    A buffer must read zero outside the active tiles of the step that borrows it. Whatever a step
+    writes is zero outside its own active tiles (tile results, masked inputs, re-zeroed canvases),
+    so a returned buffer remembers those tiles and, lent again, clears the ones not active now:
+    tiles active in both steps are overwritten anyway, and a stream whose masks change little pays
+    little. A borrower that overwrites the whole interior (``whole``: canvases only, e.g. the
+    network input) skips the clearing. Not thread-safe: one step at a time (the engine holds a lock)."""
 
     def __init__(self) -> None:
-        self._free: dict[tuple, list[tuple[torch.Tensor, torch.Tensor | None]]] = defaultdict(list)
+        self._free: dict[tuple, list[tuple[torch.Tensor, torch.Tensor]]] = defaultdict(list)
         self._stale: tuple = (None, None, None)   # (written, active, their stale tiles): buffers share both
 
-    def take(self, like: torch.Tensor, size: tuple[int, int], channels: int, halo: int, *, channels_last: bool,
-             active: torch.Tensor) -> torch.Tensor:
-        """A buffer that reads zero on its border and, as pixels, outside ``active`` (Ht, Wt) bool tiles."""
-        free = self._free[(channels, *size, halo, channels_last, like.dtype, like.device)]
+    def take(self, like: torch.Tensor, size: tuple[int, int], channels: int, halo: int, *, active: torch.Tensor,
+             whole: bool) -> torch.Tensor:
+        """A buffer that reads zero on its border and outside ``active`` (Ht, Wt) bool tiles — or, with
+        ``whole``, on its border only."""
+        free = self._free[(channels, *size, halo, like.dtype, like.device)]
         if not free:
-            return zero_buffer(like, size, channels, halo, channels_last=channels_last)
+            return zero_buffer(like, size, channels, halo)
         buffer, written = free.pop()
-        if written is not None:
+        if not whole:
             rows, cols = self._stale_tiles(written, active)
             if rows.numel():
                 clear_tiles(interior(buffer, halo), rows, cols, tuple(active.shape))
@@ -156,11 +156,10 @@ class BufferPool:
             self._stale = (written, active, torch.nonzero(written & ~active, as_tuple=True))
         return self._stale[2]
 
-    def give_back(self, buffer: torch.Tensor, halo: int, *, channels_last: bool, written: torch.Tensor) -> None:
+    def give_back(self, buffer: torch.Tensor, halo: int, written: torch.Tensor) -> None:
         """Return a buffer written on ``written`` (Ht, Wt) bool tiles only (and inside its border)."""
         size = (buffer.shape[1] - 2 * halo, buffer.shape[2] - 2 * halo)
-        self._free[(buffer.shape[0], *size, halo, channels_last, buffer.dtype, buffer.device)].append(
-            (buffer, written if channels_last else None))
+        self._free[(buffer.shape[0], *size, halo, buffer.dtype, buffer.device)].append((buffer, written))
 
 
 @dataclass
@@ -203,17 +202,18 @@ class SparseContext:
         self._raw_inputs.append(inputs)
         return inputs
 
-    def borrow(self, like: torch.Tensor, size: tuple[int, int], channels: int, halo: int, *, channels_last: bool
+    def borrow(self, like: torch.Tensor, size: tuple[int, int], channels: int, halo: int, *, whole: bool
                ) -> torch.Tensor:
-        """A zero (C, h + 2·halo, w + 2·halo) buffer from the pool, for this step (see ``release``)."""
-        buffer = self.pool.take(like, size, channels, halo, channels_last=channels_last, active=self.active)
-        self._borrowed.append((buffer, halo, channels_last))
+        """A zero-bordered (C, h + 2·halo, w + 2·halo) buffer from the pool, zero outside the active
+        tiles unless the borrower overwrites it ``whole``; for this step (see ``release``)."""
+        buffer = self.pool.take(like, size, channels, halo, active=self.active, whole=whole)
+        self._borrowed.append((buffer, halo))
         return buffer
 
     def release(self) -> None:
         """The step is over (nothing it returns may view a borrowed buffer): buffers back to the pool."""
-        for buffer, halo, channels_last in self._borrowed:
-            self.pool.give_back(buffer, halo, channels_last=channels_last, written=self.active)
+        for buffer, halo in self._borrowed:
+            self.pool.give_back(buffer, halo, self.active)
         self._borrowed.clear()
 
     def _is_raw(self, x: Canvas) -> bool:
@@ -364,8 +364,6 @@ class SparseContext:
     def _windows_conv(self, unit, x, weight, bias, geometry: Geometry) -> torch.Tensor:
         """Padding-0 convolution over the gathered windows → (N, C_out, t, t)."""
         windows = self._windows_of(x, geometry)
-        if windows.is_contiguous():            # planes of the network input: keep the convolution in their layout
-            weight = weight.contiguous()
         y = F.conv2d(windows, weight, bias, geometry.stride, 0, geometry.dilation, _groups(unit, weight))
         self.accounting.macs += y.shape[0] * y.shape[-2] * y.shape[-1] * weight.numel()
         self.accounting.gathered_bytes += windows.numel() * windows.element_size()
@@ -383,9 +381,8 @@ class SparseContext:
 
     def _buffer(self, x: Canvas, halo: int) -> torch.Tensor:
         """The input as one zero-bordered (ΣC, h + 2·halo, w + 2·halo) buffer, zero on pruned tiles,
-        built once per step: tile results are scattered into pixels; canvases alone (the network
-        input) are copied as planes, in their own layout, the raw input masked on the way — every
-        other canvas is already zero on pruned tiles."""
+        built once per step: tile results are scattered into it, canvases copied (the raw network
+        input masked on the way — every other canvas is already zero on pruned tiles)."""
         if isinstance(x, TileResult):
             return x.buffer(halo)
         key = (id(x), halo)
@@ -393,7 +390,7 @@ class SparseContext:
             parts = x.parts if isinstance(x, Concat) else (x,)
             results = [part for part in parts if isinstance(part, TileResult)]
             like = results[0].values if results else parts[0]
-            buffer = self.borrow(like, x.shape[-2:], x.shape[1], halo, channels_last=bool(results))
+            buffer = self.borrow(like, x.shape[-2:], x.shape[1], halo, whole=not results)
             inside, offset = interior(buffer, halo), 0
             for part in parts:
                 target = inside[offset:offset + part.shape[1]]

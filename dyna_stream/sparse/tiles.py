@@ -4,10 +4,9 @@ A canvas is (1, C, h, w): a whole layer's feature map at batch 1 holding only th
 zero outside the active tiles. The tile grid (Ht, Wt) is the same at every resolution; a tile is
 h / Ht pixels high at a canvas of height h.
 
-A buffer is a (C, h + 2·halo, w + 2·halo) view with a zero border of ``halo`` (a convolution's
-zero padding), stored either as pixels (channels last, for features: ``channels_last=True``) or
-as planes (the network input as it arrives, no transposing copy). Every function here takes any
-strides, so both layouts share them; windows come out in the buffer's layout.
+A buffer is a (C, h + 2·halo, w + 2·halo) view of pixels (channels last) with a zero border of
+``halo`` (a convolution's zero padding). Every function here takes any strides; windows come out
+channels_last.
 """
 from __future__ import annotations
 
@@ -19,13 +18,9 @@ def window_size(out_tile: int, kernel: int, stride: int, dilation: int) -> int:
     return (out_tile - 1) * stride + dilation * (kernel - 1) + 1
 
 
-def zero_buffer(like: torch.Tensor, size: tuple[int, int], channels: int, halo: int, *, channels_last: bool
-                ) -> torch.Tensor:
-    """Zero (C, h + 2·halo, w + 2·halo) buffer, ``like``'s dtype and device, pixels or planes in memory."""
-    height, width = size[0] + 2 * halo, size[1] + 2 * halo
-    if channels_last:
-        return like.new_zeros(height, width, channels).permute(2, 0, 1)
-    return like.new_zeros(channels, height, width)
+def zero_buffer(like: torch.Tensor, size: tuple[int, int], channels: int, halo: int) -> torch.Tensor:
+    """Zero (C, h + 2·halo, w + 2·halo) buffer of channels-last pixels, ``like``'s dtype and device."""
+    return like.new_zeros(size[0] + 2 * halo, size[1] + 2 * halo, channels).permute(2, 0, 1)
 
 
 def interior(buffer: torch.Tensor, halo: int) -> torch.Tensor:
@@ -75,7 +70,7 @@ def take_tiles(canvas: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, gri
 
 def gather_windows(buffer: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, *, tile: int, window: int
                    ) -> torch.Tensor:
-    """The windows of tiles (rows, cols) (N,) → (N, C, window, window), in the buffer's layout.
+    """The windows of tiles (rows, cols) (N,) → (N, C, window, window), channels_last.
 
     buffer : (C, h + 2·p, w + 2·p), padded by the convolution's padding p; tile : input pixels per
     tile side. Window (r, c) starts at pixel (r·tile, c·tile) of the buffer: an overlapping strided
