@@ -11,16 +11,8 @@ from dyna_stream.model.checkpoint import Checkpoint
 from dyna_stream.model.dynapruner import DynaPruner
 from dyna_stream.predictor import Predictor
 from dyna_stream.sparse import SparseEngine
+from dyna_stream.sparse import tiles as tile_ops
 from dyna_stream.sparse.engine import BufferPool
-from dyna_stream.sparse.tiles import (
-    gather_windows,
-    interior,
-    take_tiles,
-    window_size,
-    write_canvas,
-    write_tiles,
-    zero_buffer,
-)
 
 from conftest import tiny_dyna
 
@@ -127,21 +119,21 @@ def test_predictor_engines_agree_on_odd_grids(backbone):
 
 
 def padded(canvas: torch.Tensor, halo: int, tile_mask=None) -> torch.Tensor:
-    buffer = zero_buffer(canvas, canvas.shape[-2:], canvas.shape[1], halo)
-    write_canvas(interior(buffer, halo), canvas, tile_mask)
+    buffer = tile_ops.zero_buffer(canvas, canvas.shape[-2:], canvas.shape[1], halo)
+    tile_ops.write_canvas(tile_ops.interior(buffer, halo), canvas, tile_mask)
     return buffer
 
 
 def test_gather_scatter_round_trip_and_halo_contents():
     canvas = torch.arange(2 * 8 * 12, dtype=torch.float32).reshape(1, 2, 8, 12)
     rows, cols = torch.tensor([0, 1]), torch.tensor([2, 0])
-    tiles = take_tiles(canvas, rows, cols, (2, 3))
+    tiles = tile_ops.take_tiles(canvas, rows, cols, (2, 3))
     assert tiles.shape == (2, 2, 4, 4)
-    back = zero_buffer(canvas, (8, 12), 2, 0)
-    write_tiles(back, tiles, rows, cols, (2, 3))
+    back = tile_ops.zero_buffer(canvas, (8, 12), 2, 0)
+    tile_ops.write_tiles(back, tiles, rows, cols, (2, 3))
     assert torch.equal(back[:, 0:4, 8:12], canvas[0, :, 0:4, 8:12]) and back[:, 0:4, 0:8].eq(0).all()
     active = torch.tensor([[1.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
-    windows = gather_windows(padded(canvas, 1, active), rows, cols, tile=4, window=6)
+    windows = tile_ops.gather_windows(padded(canvas, 1, active), rows, cols, tile=4, window=6)
     assert windows.shape == (2, 2, 6, 6)
     assert windows.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(windows[0, :, 1:5, 1:5], canvas[0, :, 0:4, 8:12])
@@ -151,17 +143,17 @@ def test_gather_scatter_round_trip_and_halo_contents():
     pool, written = BufferPool(), torch.zeros(2, 3, dtype=torch.bool)
     written[rows, cols] = True
     buffer = pool.take(tiles, (8, 12), 2, 1, active=written, whole=False)
-    write_tiles(interior(buffer, 1), tiles, rows, cols, (2, 3))          # tile results onto a zero-bordered buffer
-    assert torch.equal(gather_windows(buffer, rows, cols, tile=4, window=6)[0], windows[0])
+    tile_ops.write_tiles(tile_ops.interior(buffer, 1), tiles, rows, cols, (2, 3))    # onto a zero-bordered buffer
+    assert torch.equal(tile_ops.gather_windows(buffer, rows, cols, tile=4, window=6)[0], windows[0])
     pool.give_back(buffer, 1, written)
     now = torch.tensor([[True, True, False], [False, False, False]])      # (0, 2) and (1, 0) went stale
     again = pool.take(tiles, (8, 12), 2, 1, active=now, whole=False)
     assert again is buffer and again.eq(0).all()         # stale tiles cleared: zero again
     assert pool.take(tiles, (8, 12), 2, 1, active=now, whole=False) is not buffer     # lent once at a time
-    write_tiles(interior(again, 1), tiles, rows, cols, (2, 3))
+    tile_ops.write_tiles(tile_ops.interior(again, 1), tiles, rows, cols, (2, 3))
     pool.give_back(again, 1, written)
     kept = pool.take(tiles, (8, 12), 2, 1, active=now, whole=True)   # its borrower overwrites it: no clearing
-    assert kept is buffer and torch.equal(interior(kept, 1)[:, 0:4, 8:12], canvas[0, :, 0:4, 8:12])
+    assert kept is buffer and torch.equal(tile_ops.interior(kept, 1)[:, 0:4, 8:12], canvas[0, :, 0:4, 8:12])
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
@@ -200,10 +192,10 @@ def test_window_gather_reproduces_masked_convolution(kernel, stride, dilation):
     padding = dilation * (kernel - 1) // 2
     dense = F.conv2d(canvas, weight, stride=stride, padding=padding, dilation=dilation)[0]
     rows, cols = torch.nonzero(active, as_tuple=True)
-    windows = gather_windows(padded(canvas, padding), rows, cols, tile=tile_out * stride,
-                             window=window_size(tile_out, kernel, stride, dilation))
+    windows = tile_ops.gather_windows(padded(canvas, padding), rows, cols, tile=tile_out * stride,
+                                      window=tile_ops.window_size(tile_out, kernel, stride, dilation))
     tiles = F.conv2d(windows, weight, stride=stride, dilation=dilation)
-    expected = take_tiles(dense[None], rows, cols, grid)
+    expected = tile_ops.take_tiles(dense[None], rows, cols, grid)
     torch.testing.assert_close(tiles, expected, rtol=1e-5, atol=1e-4)
 
 
