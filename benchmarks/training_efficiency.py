@@ -8,10 +8,11 @@ epochs (as many windows seen as ST-Prune), the cheapest way to spend the same co
 
 Reports per variant: training wall time (optimisation + window selection, validation excluded),
 windows trained on, test MSE/MAE of the selected model (lowest validation MSE), and the ratios to
-full data; with ``--seeds K`` every variant trains K times (seeds 0 … K−1): times and scores are
+full data; with ``--seeds K`` every variant trains K times (seeds S … S+K−1, S = ``--first-seed``,
+default 0, so a later run can train further seeds): times and scores are
 means, test MSE carries its standard deviation over seeds, and "paired Δ" is the mean ± std of
 each seed's change against full data with the same seed; writes <out>.json, <out>.md and <out>.png
-(validation MSE against training time, seed 0).
+(validation MSE against training time, first seed).
 radar-fmi trains the product's Dyna-Pruner SimVP (configs/radar_simvp.yaml; scored at sd=sw=0.7);
 taxi-nyc's 16 × 12 grid is a single 16-pixel tile, so it trains the same SimVP dense.
 """
@@ -56,7 +57,7 @@ SETUPS = {
 
 
 def run_dataset(name: str, variants: tuple[str, ...], data_root: str | None, work: Path,
-                extra: list[str], seeds: int = 1) -> dict:
+                extra: list[str], seeds: range = range(1)) -> dict:
     base = [*SETUPS[name].overrides, "train.threads=2", *extra] + ([f"data.root={data_root}"] if data_root else [])
     config = load_config(REPO / "configs" / "radar_simvp.yaml", base)
     spec = get_dataset(config.data.name)
@@ -66,7 +67,7 @@ def run_dataset(name: str, variants: tuple[str, ...], data_root: str | None, wor
     test = prepare_data(config, tile, train_series=data.train.series,
                         val_series=load_split(spec.name, "test", config.data.root))
     runs = {variant: [] for variant in variants}
-    for seed in range(seeds):                     # seed-major: drift of the machine spreads over variants
+    for seed in seeds:                            # seed-major: drift of the machine spreads over variants
         for variant in variants:
             run = load_config(REPO / "configs" / "radar_simvp.yaml", [
                 *base, *_variant(variant, config.train), f"train.seed={seed}",
@@ -83,14 +84,15 @@ def run_dataset(name: str, variants: tuple[str, ...], data_root: str | None, wor
                   f"{runs[variant][-1]['samples']:7d} windows, test MSE {scores['mse_mean']:.3f}, "
                   f"MAE {scores['mae_mean']:.3f}", flush=True)
     rows = {variant: _summary(per_seed, runs.get("off")) for variant, per_seed in runs.items()}
-    return {"windows": len(data.train), "epochs": config.train.epochs, "units": data.normaliser.units, "seeds": seeds,
+    return {"windows": len(data.train), "epochs": config.train.epochs, "units": data.normaliser.units,
+            "seeds": list(seeds),
             "settings": {k: getattr(config.train, k) for k in ("keep_ratio", "prune_quantile", "complexity_weight",
                                                                 "anneal_fraction", "batch_size", "policy")},
             "rows": rows}
 
 
 def _summary(per_seed: list[dict], full: list[dict] | None) -> dict:
-    """Means over seeds (the seed-0 validation curve); test MSE std; paired change vs full data (%)."""
+    """Means over seeds (the first seed's validation curve); test MSE std; paired change vs full data (%)."""
     mean = lambda key: float(np.mean([run[key] for run in per_seed]))  # noqa: E731
     row = {key: mean(key) for key in ("train_seconds", "samples", "selection_seconds", "steps", "test_mse",
                                       "test_mae")}
@@ -115,9 +117,10 @@ def table(results: dict) -> str:
     lines = []
     for name, result in results.items():
         full = result["rows"].get("off")
-        seeds = result.get("seeds", 1)
+        seeds = result.get("seeds", [0])
         lines += [f"### {name} ({result['windows']} training windows, {result['epochs']} epochs, "
-                  f"{seeds} seed{'s' if seeds > 1 else ''}, MSE in ({result['units']})²)", "",
+                  f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}, MSE in ({result['units']})²)",
+                  "",
                   "| variant | train time s | speed-up | pruner overhead | windows seen | test MSE | vs full "
                   "| paired Δ | test MAE |",
                   "|---|---|---|---|---|---|---|---|---|"]
@@ -155,7 +158,8 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--set", action="append", default=[], help="extra config override, e.g. train.keep_ratio=0.3")
-    parser.add_argument("--seeds", type=int, default=1, help="train every variant with seeds 0 … K−1")
+    parser.add_argument("--seeds", type=int, default=1, help="train every variant with K seeds")
+    parser.add_argument("--first-seed", type=int, default=0, help="the first of the K seeds (default 0)")
     parser.add_argument("--epochs", action="append", default=[], metavar="DATASET=N",
                         help="epoch budget of one data set, e.g. taxi-nyc=240 (default: its setup's)")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks" / "training_efficiency")
@@ -168,7 +172,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         results = {name: run_dataset(name, tuple(args.variants), args.data_root, Path(work),
                                      [*args.set, *([f"train.epochs={epochs[name]}"] if name in epochs else [])],
-                                     args.seeds)
+                                     range(args.first_seed, args.first_seed + args.seeds))
                    for name in args.datasets}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(results, indent=2))

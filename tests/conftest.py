@@ -13,6 +13,7 @@ from dyna_stream.data.registry import DatasetSpec
 from dyna_stream.data.synthetic import moving_storms
 from dyna_stream.model.checkpoint import build_model
 from dyna_stream.model.dynapruner import DynaPruner
+from dyna_stream.model.norm import NormLevels, read_statistics
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_ROOT = Path(os.environ.get("DYNA_STREAM_DATA", REPO.parent / "shared" / "data"))
@@ -56,6 +57,19 @@ def tiny_dyna(backbone: str) -> DynaPruner:
     """A test-sized Dyna-Pruner on ``backbone`` for 3 → 2 single-channel frames."""
     return DynaPruner(backbone=backbone, t_in=3, t_out=2, channels=1, generator_hidden=4,
                       backbone_kwargs=TINY_BACKBONES[backbone])
+
+
+def leveled(backbone: str) -> tuple:
+    """A random model with three distinct norm levels (sw = 0, 0.5, 0.9)."""
+    torch.manual_seed(0)
+    model = tiny_dyna(backbone).eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0, 0.3)
+    channels = read_statistics(model.batchnorms()).shape[1]
+    stats = torch.stack([torch.stack([torch.randn(channels) * 0.2, torch.rand(channels) + 0.5]) for _ in range(3)])
+    model.set_norm_levels(NormLevels(torch.tensor([0.0, 0.5, 0.9]), stats))
+    return model, stats
 
 
 def _storms(folder, split: str):

@@ -10,22 +10,9 @@ from dyna_stream.model.norm import NormLevels, read_statistics
 from dyna_stream.sparse import SparseEngine
 from dyna_stream.train.trainer import train
 
-from conftest import TINY_BACKBONES, tiny_config, tiny_dyna
+from conftest import TINY_BACKBONES, leveled, tiny_config, tiny_dyna
 
 SPARSITIES = [0.0, 0.3, 0.5, 0.7, 0.9]
-
-
-def leveled(backbone: str) -> tuple:
-    """A random model with three distinct norm levels (sw = 0, 0.5, 0.9)."""
-    torch.manual_seed(0)
-    model = tiny_dyna(backbone).eval()
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.normal_(0, 0.3)
-    channels = read_statistics(model.batchnorms()).shape[1]
-    stats = torch.stack([torch.stack([torch.randn(channels) * 0.2, torch.rand(channels) + 0.5]) for _ in range(3)])
-    model.set_norm_levels(NormLevels(torch.tensor([0.0, 0.5, 0.9]), stats))
-    return model, stats
 
 
 def test_nearest_level_and_payload_checks():

@@ -1,4 +1,6 @@
 """The sparse engine computes what the masked dense model computes, for every backbone."""
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 import torch
@@ -14,7 +16,7 @@ from dyna_stream.sparse import SparseEngine
 from dyna_stream.sparse import tiles as tile_ops
 from dyna_stream.sparse.engine import BufferPool
 
-from conftest import tiny_dyna
+from conftest import leveled, tiny_dyna
 
 SPARSITIES = [0.0, 0.3, 0.5, 0.7, 0.9]
 
@@ -79,6 +81,20 @@ def test_engine_reused_across_steps_stays_exact(backbone, strategy):
             with torch.no_grad():
                 runs.append(run(frames, fallback, data_sparsity=sparsity, model_sparsity=sparsity, policy="random"))
         assert (runs[1].forecast - runs[0].forecast).abs().max() <= 1e-4
+
+
+def test_engine_shared_by_threads_gives_each_call_its_own_result():
+    """Calls from several threads (a node's worker and a controller's probe) take turns: each gets
+    what it would get alone, although they share the buffer pool and the model's norm level."""
+    model, _ = leveled("simvp")                 # every call loads its own norm level into the model
+    engine = SparseEngine(model, strategy="windows")
+    frames, fallback = torch.randn(1, 3, 1, 48, 64), torch.randn(1, 2, 1, 48, 64)
+    points = [0.0, 0.5, 0.9, 0.5] * 4
+    alone = {s: engine(frames, fallback, data_sparsity=s, model_sparsity=s).forecast for s in set(points)}
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        shared = list(pool.map(lambda s: engine(frames, fallback, data_sparsity=s, model_sparsity=s).forecast, points))
+    for sparsity, forecast in zip(points, shared):
+        assert torch.equal(forecast, alone[sparsity])
 
 
 @pytest.mark.parametrize("backbone", sorted(BACKBONES))
