@@ -5,12 +5,17 @@
 #   cli      `dyna-stream predict` and `dyna-stream profile` on the GPU, both engines
 #   speedup  benchmarks/sparse_speedup.py on the GPU for each engine strategy (auto with the compiled
 #            dense baseline, CUDA graphs), with an operator profile of the sd=sw=0.7 step
-# Usage: bash benchmarks/gpu_check.sh OUTDIR [tests] [cli] [speedup]   (default: all three)
+#   training the GPU training tests (both loops, validation, calibration, against the CPU run), then
+#            benchmarks/training_efficiency.py on radar-fmi patches on the GPU, seed after seed until
+#            TRAIN_SECONDS (default 420) run out (every finished seed is written to OUTDIR); the data
+#            from DATA_ROOT (default ../shared/data), TRAIN_DEVICE (cuda), TRAIN_EPOCHS (12) and FIRST_SEED (0) may be set
+# Usage: bash benchmarks/gpu_check.sh OUTDIR [tests] [cli] [speedup] [training]   (default: the first three)
 # Missing pure-Python dependencies may sit as wheels in .whl/ (installed to /tmp/site).
 set -u
 out=${1:-${OUT:-runs/gpu_check}}
 shift || true
 stages=${*:-tests cli speedup}
+train_seconds=${TRAIN_SECONDS:-420} train_device=${TRAIN_DEVICE:-cuda} train_epochs=${TRAIN_EPOCHS:-12}
 mkdir -p "$out"
 if compgen -G ".whl/*.whl" >/dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
@@ -38,4 +43,14 @@ if [[ " $stages " == *" speedup "* ]]; then
         timeout 240 python3 benchmarks/sparse_speedup.py --device cuda --runs 50 --strategy "$strategy" "${extra[@]}" \
             --json "$out/sparse_speedup_cuda_$strategy.json" 2>&1 | tee "$out/sparse_speedup_cuda_$strategy.txt"
     done
+fi
+if [[ " $stages " == *" training "* ]]; then
+    timeout 150 python3 -m pytest -q -p no:cacheprovider -k "gpu" tests/test_training.py 2>&1 \
+        | tee "$out/pytest_training.txt" | tail -5
+    timeout "$train_seconds" python3 benchmarks/training_efficiency.py --datasets radar-fmi --seeds 10 \
+        --first-seed "${FIRST_SEED:-0}" \
+        --variants off st-prune static-random infobatch --epochs "radar-fmi=$train_epochs" \
+        --set "train.device=$train_device" ${DATA_ROOT:+--data-root "$DATA_ROOT"} \
+        --out "$out/training_efficiency_radar_patches_gpu" 2>&1 \
+        | tee "$out/training_efficiency.txt" | grep -v Warning
 fi

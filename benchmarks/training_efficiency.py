@@ -1,19 +1,24 @@
 """Training efficiency of dynamic sample pruning (DESIGN §2b): full data, ST-Prune, loss-only
 (InfoBatch-style) and a static random subset of ST-Prune's mean epoch size, trained with the same
 model, seed and number of epochs, one after another in this process — plus full data for fewer
-epochs (as many windows seen as ST-Prune), the cheapest way to spend the same compute.
+epochs (as many samples seen as ST-Prune), the cheapest way to spend the same compute.
 
     python benchmarks/training_efficiency.py [--datasets radar-fmi taxi-nyc] [--seeds 3] [--epochs taxi-nyc=240]
-                                             [--out docs/benchmarks/training_efficiency]
+                                             [--set train.sample_unit=patch …] [--out docs/benchmarks/…]
+    python benchmarks/training_efficiency.py --merge A.json B.json --out C     # seeds run apart, one record
 
-Reports per variant: training wall time (optimisation + window selection, validation excluded),
-windows trained on, test MSE/MAE of the selected model (lowest validation MSE), and the ratios to
+Reports per variant: training wall time (optimisation + sample selection, validation excluded),
+samples trained on, test MSE/MAE of the selected model (lowest validation MSE), and the ratios to
 full data; with ``--seeds K`` every variant trains K times (seeds S … S+K−1, S = ``--first-seed``,
 default 0, so a later run can train further seeds): times and scores are
 means, test MSE carries its standard deviation over seeds, and "paired Δ" is the mean ± std of
 each seed's change against full data with the same seed; writes <out>.json, <out>.md and <out>.png
-(validation MSE against training time, first seed).
-radar-fmi trains the product's Dyna-Pruner SimVP (configs/radar_simvp.yaml; scored at sd=sw=0.7);
+(validation MSE against training time, first seed) after every seed, so an interrupted run keeps
+what it measured. ``--set train.device=cuda`` trains on the GPU (the record names the device).
+radar-fmi trains the product's Dyna-Pruner SimVP (configs/radar_simvp.yaml; scored at sd=sw=0.7)
+on every window's 64² patches at stride 32 (``train.sample_unit: patch``; 765 samples, 12 epochs);
+``--set train.sample_unit=window --set train.crop=128 --epochs radar-fmi=150`` is the whole-window
+protocol of the earlier records;
 taxi-nyc's 16 × 12 grid is a single 16-pixel tile, so it trains the same SimVP dense.
 """
 from __future__ import annotations
@@ -22,11 +27,13 @@ import argparse
 import json
 import logging
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
 import numpy as np
+import torch
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -34,11 +41,19 @@ import matplotlib.pyplot as plt  # noqa: E402
 from dyna_stream.config import load_config  # noqa: E402
 from dyna_stream.data.registry import get_dataset, load_split  # noqa: E402
 from dyna_stream.model.checkpoint import build_model, load_checkpoint  # noqa: E402
+from dyna_stream.predictor import resolve_device  # noqa: E402
 from dyna_stream.train.sample_pruning import mean_kept_fraction  # noqa: E402
-from dyna_stream.train.trainer import prepare_data, train, validate, validation_point  # noqa: E402
+from dyna_stream.train.trainer import (  # noqa: E402
+    prepare_data,
+    train,
+    training_samples,
+    validate,
+    validation_point,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = ("off", "st-prune", "infobatch", "static-random", "fewer-epochs")
+PROTOCOL = ("windows", "samples", "sample_unit", "crop", "epochs", "units", "device", "settings")
 LABELS = {"off": "full data", "st-prune": "ST-Prune", "infobatch": "loss only (InfoBatch-style)",
           "static-random": "static random subset", "fewer-epochs": "full data, fewer epochs (same windows seen)"}
 
@@ -49,15 +64,17 @@ class Setup:
 
 
 SETUPS = {
-    "radar-fmi": Setup(("train.epochs=150", "train.validate_every_epochs=10", "train.warmup_steps=20",
-                        "train.calibrate_norm=false")),
+    # samples: the 64² patches (stride 32) of the 17 windows, 765 in all (DESIGN §2b on a data set this small)
+    "radar-fmi": Setup(("train.sample_unit=patch", "train.crop=64", "train.patch_stride=32", "train.epochs=12",
+                        "train.validate_every_epochs=2", "train.warmup_steps=20", "train.calibrate_norm=false")),
     "taxi-nyc": Setup(("data.name=taxi-nyc", "train.policy=dense", "train.batch_size=32", "train.crop=16",
                        "train.epochs=120", "train.validate_every_epochs=10", "train.warmup_steps=20")),
 }
 
 
 def run_dataset(name: str, variants: tuple[str, ...], data_root: str | None, work: Path,
-                extra: list[str], seeds: range = range(1)) -> dict:
+                extra: list[str], seeds: range = range(1)) -> Iterator[dict]:
+    """Train every variant per seed; after each seed, the result over the seeds done so far."""
     base = [*SETUPS[name].overrides, "train.threads=2", *extra] + ([f"data.root={data_root}"] if data_root else [])
     config = load_config(REPO / "configs" / "radar_simvp.yaml", base)
     spec = get_dataset(config.data.name)
@@ -79,16 +96,52 @@ def run_dataset(name: str, variants: tuple[str, ...], data_root: str | None, wor
                 "seed": seed, "train_seconds": checkpoint.metrics["train_seconds"],
                 "samples": checkpoint.metrics["samples"], "selection_seconds": checkpoint.metrics["selection_seconds"],
                 "epochs": run.train.epochs, "steps": history[-1]["step"], "test_mse": scores["mse_mean"],
-                "test_mae": scores["mae_mean"], "curve": [(h["train_seconds"], h["val_mse"]) for h in history]})
+                "test_mae": scores["mae_mean"],
+                "curve": [(h["train_seconds"], h["val_mse"]) for h in history]})
             print(f"{name} seed {seed} {variant:>14}: {runs[variant][-1]['train_seconds']:7.1f} s, "
-                  f"{runs[variant][-1]['samples']:7d} windows, test MSE {scores['mse_mean']:.3f}, "
+                  f"{runs[variant][-1]['samples']:7d} samples, test MSE {scores['mse_mean']:.3f}, "
                   f"MAE {scores['mae_mean']:.3f}", flush=True)
-    rows = {variant: _summary(per_seed, runs.get("off")) for variant, per_seed in runs.items()}
-    return {"windows": len(data.train), "epochs": config.train.epochs, "units": data.normaliser.units,
-            "seeds": list(seeds),
+        yield _result(data, config, runs, seeds[:seeds.index(seed) + 1])
+
+
+def _result(data, config, runs: dict, seeds: range) -> dict:
+    rows = _rows(runs)
+    return {"windows": len(data.train), "samples": len(training_samples(config.train, data.train)),
+            "sample_unit": config.train.sample_unit, "crop": config.train.crop,
+            "epochs": config.train.epochs, "units": data.normaliser.units,
+            "seeds": list(seeds), "device": _device_name(config.train.device),
             "settings": {k: getattr(config.train, k) for k in ("keep_ratio", "prune_quantile", "complexity_weight",
                                                                 "anneal_fraction", "batch_size", "policy")},
             "rows": rows}
+
+
+def _rows(runs: dict[str, list[dict]]) -> dict:
+    return {variant: _summary(per_seed, runs.get("off")) for variant, per_seed in runs.items()}
+
+
+def merge(parts: list[dict]) -> dict:
+    """One result per data set from runs of the same protocol with other seeds (say, two sessions)."""
+    merged = {}
+    for name in dict.fromkeys(name for part in parts for name in part):
+        results = [part[name] for part in parts if name in part]
+        protocol = {key: results[0].get(key) for key in PROTOCOL}
+        for result in results[1:]:
+            differs = [key for key in PROTOCOL if result.get(key) != protocol[key]]
+            if differs:
+                raise SystemExit(f"{name}: cannot merge runs that differ in {differs}")
+        runs = {variant: sorted((run for result in results for run in result["rows"][variant]["per_seed"]),
+                                key=lambda run: run["seed"])
+                for variant in results[0]["rows"]}
+        seeds = [run["seed"] for run in runs[next(iter(runs))]]
+        if len(set(seeds)) != len(seeds):
+            raise SystemExit(f"{name}: seed(s) trained twice: {sorted({s for s in seeds if seeds.count(s) > 1})}")
+        merged[name] = {**results[0], "seeds": seeds, "rows": _rows(runs)}
+    return merged
+
+
+def _device_name(name: str) -> str:
+    device = resolve_device(name)
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
 
 
 def _summary(per_seed: list[dict], full: list[dict] | None) -> dict:
@@ -118,10 +171,13 @@ def table(results: dict) -> str:
     for name, result in results.items():
         full = result["rows"].get("off")
         seeds = result.get("seeds", [0])
-        lines += [f"### {name} ({result['windows']} training windows, {result['epochs']} epochs, "
+        unit = (f"{result['windows']} training windows" if result.get("sample_unit", "window") == "window" else
+                f"{result['windows']} training windows = {result['samples']} patches of {result['crop']}²")
+        device = f", {result['device']}" if "device" in result else ""
+        lines += [f"### {name} ({unit}, {result['epochs']} epochs{device}, "
                   f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}, MSE in ({result['units']})²)",
                   "",
-                  "| variant | train time s | speed-up | pruner overhead | windows seen | test MSE | vs full "
+                  "| variant | train time s | speed-up | pruner overhead | samples seen | test MSE | vs full "
                   "| paired Δ | test MAE |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for variant, row in result["rows"].items():
@@ -162,6 +218,8 @@ def main() -> None:
     parser.add_argument("--first-seed", type=int, default=0, help="the first of the K seeds (default 0)")
     parser.add_argument("--epochs", action="append", default=[], metavar="DATASET=N",
                         help="epoch budget of one data set, e.g. taxi-nyc=240 (default: its setup's)")
+    parser.add_argument("--merge", nargs="+", type=Path, metavar="JSON",
+                        help="train nothing: merge these records (same protocol, other seeds) into --out")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks" / "training_efficiency")
     args = parser.parse_args()
     epochs = dict(item.split("=", 1) for item in args.epochs)
@@ -169,16 +227,28 @@ def main() -> None:
     if unknown:
         parser.error(f"--epochs names data sets not run: {sorted(unknown)}")
     logging.basicConfig(level=logging.WARNING)
-    with tempfile.TemporaryDirectory() as work:
-        results = {name: run_dataset(name, tuple(args.variants), args.data_root, Path(work),
-                                     [*args.set, *([f"train.epochs={epochs[name]}"] if name in epochs else [])],
-                                     range(args.first_seed, args.first_seed + args.seeds))
-                   for name in args.datasets}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(results, indent=2))
-    args.out.with_suffix(".md").write_text(table(results))
-    plot(results, args.out.with_suffix(".png"))
+    if args.merge:
+        results = merge([json.loads(path.read_text()) for path in args.merge])
+        write(results, args.out)
+        print(table(results))
+        return
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as work:
+        for name in args.datasets:
+            overrides = [*args.set, *([f"train.epochs={epochs[name]}"] if name in epochs else [])]
+            for result in run_dataset(name, tuple(args.variants), args.data_root, Path(work), overrides,
+                                      range(args.first_seed, args.first_seed + args.seeds)):
+                results[name] = result
+                write(results, args.out)          # after every seed: an interrupted run keeps what it measured
     print(table(results))
+
+
+def write(results: dict, out: Path) -> None:
+    """<out>.json, <out>.md and <out>.png."""
+    out.with_suffix(".json").write_text(json.dumps(results, indent=2))
+    out.with_suffix(".md").write_text(table(results))
+    plot(results, out.with_suffix(".png"))
 
 
 if __name__ == "__main__":

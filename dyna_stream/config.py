@@ -35,6 +35,10 @@ class ModelConfig(_Strict):
                               "checkpoints older than this option)")
 
 
+DEVICE_FIELD = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+                     description="where the model runs: auto (the GPU if torch sees one), cpu, cuda, cuda:N")
+
+
 class TrainConfig(_Strict):
     seed: int = 0
     steps: int = Field(1500, ge=1)
@@ -62,6 +66,7 @@ class TrainConfig(_Strict):
                                                     "error (dyna_stream.train.calibration)")
     select: Literal["best", "last"] = Field("best", description="model.pt = lowest validation MSE, or last step")
     threads: int | None = Field(None, ge=1, description="torch CPU threads; default: torch's choice")
+    device: str = DEVICE_FIELD
     out_dir: str = "runs/radar_simvp"
     epochs: int | None = Field(None, ge=1, description="epoch-based training (each epoch visits the selected "
                                                         "windows once; needed by sample pruning); null: train.steps")
@@ -72,6 +77,11 @@ class TrainConfig(_Strict):
     prune_quantile: float = Field(0.8, ge=0, lt=1, description="windows scoring below this quantile are low-score")
     complexity_weight: float = Field(0.5, ge=0, le=1, description="α: complexity vs loss in the st-prune score")
     anneal_fraction: float = Field(0.15, le=1, description="final share of epochs over which r rises to 1")
+    sample_unit: Literal["window", "patch"] = Field(
+        "window", description="what one training sample is: a window (a random crop each visit), or a "
+                              "window's crop-sized patch on a fixed grid (pruning skips calm regions)")
+    patch_stride: int | None = Field(None, ge=1, description="pixels between patches (whole tiles); "
+                                                             "null: half of train.crop")
 
     @field_validator("sample_pruning", mode="before")
     @classmethod
@@ -185,8 +195,7 @@ class OperatingConfig(_Strict):
     engine: Literal["auto", "sparse", "masked"] = Field(
         "auto", description="sparse: only kept tiles and channels run; masked: the dense graph with masks; "
                             "auto: sparse on CPUs, masked on GPUs (where batch-1 sparse execution is slower)")
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
-                        description="where the model runs: auto (the GPU if torch sees one), cpu, cuda, cuda:N")
+    device: str = DEVICE_FIELD
     threads: int | None = Field(2, ge=1)
 
 

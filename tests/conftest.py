@@ -44,7 +44,8 @@ def _deterministic():
 def tiny_config(tmp_path: Path, *overrides: str):
     return load_config(None, [f"model.backbone_kwargs={TINY_BACKBONE}", "model.generator_hidden=4",
                               "train.steps=4", "train.batch_size=2", "train.crop=32", "train.validate_every=2",
-                              "train.warmup_steps=1", f"train.out_dir={tmp_path / 'run'}", *overrides])
+                              "train.warmup_steps=1", "train.device=cpu", f"train.out_dir={tmp_path / 'run'}",
+                              *overrides])
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from dyna_stream.data.synthetic import moving_storms
 from dyna_stream.errors import ConfigError
 from dyna_stream.model.checkpoint import build_model, load_checkpoint
 from dyna_stream.model.loss import LossWeights, dyna_loss
+from dyna_stream.train import trainer as trainer_module
 from dyna_stream.train.sample_pruning import (
     PRUNERS,
     LossOnly,
@@ -19,9 +20,10 @@ from dyna_stream.train.sample_pruning import (
     keep_schedule,
     make_pruner,
     mean_kept_fraction,
-    window_complexity,
+    region_energies,
+    sample_complexity,
 )
-from dyna_stream.train.trainer import _batch, _lr_factor, _seed_everything, prepare_data, train
+from dyna_stream.train.trainer import _batch, _lr_factor, _seed_everything, prepare_data, train, training_samples
 
 from conftest import tiny_config
 
@@ -85,10 +87,74 @@ def test_complexity_ranks_moving_structure_above_calm_windows(tmp_path):
     calm = moving_storms(frames=20, height=32, width=32)
     calm.values[:10] = calm.fill_value                        # the first windows see an empty sky
     data = prepare_data(config, 8, train_series=calm, val_series=calm)
-    complexity = window_complexity(data.train)
+    complexity = sample_complexity(data.train)
     assert complexity.shape == (len(data.train),) and 0.0 <= complexity.min() <= complexity.max() <= 1.0
     first_busy = 10 - spec.t_in - spec.t_out + 1
     assert complexity[0] < complexity[first_busy + 2:].min()
+
+
+def test_region_energies_are_the_means_over_each_box(tmp_path):
+    config = pruning_config(tmp_path)
+    data = storm_data(config, frames=20)
+    boxes = np.array([[0, 0, 32, 32], [8, 16, 16, 16], [24, 24, 16, 16], [40, 0, 8, 8]])   # the last: padding only
+    temporal, spatial = region_energies(data.train, boxes, chunk=3)
+    assert temporal.shape == spatial.shape == (len(data.train), 4)
+    values, valid = data.train.series.values.astype(np.float64), data.train.series.valid
+    length = data.train.t_in + data.train.t_out
+    for window in (0, 5, len(data.train) - 1):
+        for box, (top, left, height, width) in enumerate(boxes[:3]):
+            x = values[window:window + length, :, top:top + height, left:left + width]
+            ok = valid[window:window + length, :, top:top + height, left:left + width]
+            both = ok[1:] & ok[:-1]
+            assert temporal[window, box] == pytest.approx((((x[1:] - x[:-1]) ** 2) * both).sum() / both.sum())
+            # neighbour pairs whose top/left cell lies in the box (the one beyond its edge included)
+            xe = values[window:window + length, :, top:top + height + 1, left:left + width + 1]
+            oke = valid[window:window + length, :, top:top + height + 1, left:left + width + 1]
+            rows, cols = min(height, xe.shape[-2] - 1), min(width, xe.shape[-1] - 1)
+            dy = oke[..., 1:rows + 1, :width] & oke[..., :rows, :width]
+            dx = oke[..., :height, 1:cols + 1] & oke[..., :height, :cols]
+            energy = ((np.diff(xe[..., :rows + 1, :width], axis=-2) ** 2) * dy).sum() + \
+                ((np.diff(xe[..., :height, :cols + 1], axis=-1) ** 2) * dx).sum()
+            assert spatial[window, box] == pytest.approx(energy / (dy.sum() + dx.sum()))
+    assert np.all(temporal[:, 3] == 0) and np.all(spatial[:, 3] == 0)
+
+
+def test_patch_complexity_ranks_the_storm_above_the_empty_sky(tmp_path):
+    config = pruning_config(tmp_path, "train.sample_unit=patch", "train.crop=16", "train.patch_stride=16")
+    series = moving_storms(frames=12, height=32, width=32)
+    series.values[..., :16, :] = series.fill_value                 # the top half: no echo at any time
+    data = prepare_data(config, 8, train_series=series, val_series=series)
+    samples = training_samples(config.train, data.train)
+    complexity = sample_complexity(samples).reshape(len(data.train), samples.patches_per_window)
+    top = samples.origins[:, 0] < 16
+    assert complexity.shape[1] == 4 and top.sum() == 2
+    assert complexity[:, top].max() < complexity[:, ~top].min()
+
+
+def test_patch_samples_are_trained_on_and_scored_one_by_one(tmp_path):
+    config = pruning_config(tmp_path, "train.sample_pruning=st-prune", "train.epochs=2", "train.sample_unit=patch",
+                            "train.crop=16")
+    data = storm_data(config, frames=16)
+    samples = training_samples(config.train, data.train)
+    assert len(samples) == len(data.train) * 9                    # 32 × 32 at stride 8: 3 × 3 patches
+    seen, shapes = {}, set()
+    original_observe, original_optimise = STPrune.observe, trainer_module._Session.optimise
+
+    def observe(self, indices, losses):
+        seen.update(zip(indices.tolist(), losses))
+        original_observe(self, indices, losses)
+
+    def optimise(self, batch, sample_weight=None):
+        shapes.add(tuple(batch["frames"].shape[-2:]))
+        return original_optimise(self, batch, sample_weight)
+
+    STPrune.observe, trainer_module._Session.optimise = observe, optimise
+    try:
+        checkpoint = load_checkpoint(train(config, progress=False, data=data))
+    finally:
+        STPrune.observe, trainer_module._Session.optimise = original_observe, original_optimise
+    assert shapes == {(16, 16)} and len(seen) == len(samples)
+    assert checkpoint.metrics["history"][-1]["kept"] == len(samples)
 
 
 def test_scores_follow_the_real_losses_of_training(tmp_path):

@@ -6,6 +6,7 @@ import torch
 
 from dyna_stream.data.registry import get_dataset
 from dyna_stream.data.synthetic import moving_storms
+from dyna_stream.errors import ConfigError
 from dyna_stream.evaluate.suite import run_evaluation
 from dyna_stream.model.checkpoint import load_checkpoint
 from dyna_stream.model.l1_pruning import filter_norms, l1_gates_for_budget, static_macs
@@ -41,6 +42,36 @@ def test_resumed_training_matches_an_uninterrupted_run(tmp_path):
     assert resumed.step == 4
     for name, value in reference.model.state_dict().items():
         torch.testing.assert_close(resumed.model.state_dict()[name], value, msg=name)
+
+
+CUDA = torch.cuda.is_available()
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
+@pytest.mark.parametrize("loop", ["steps", "epochs, st-prune on patches"])
+def test_training_on_the_gpu_tracks_the_cpu_run(tmp_path, loop):
+    """Both loops, validation and norm calibration run on the GPU; the checkpoint loads on the CPU."""
+    extra = [] if loop == "steps" else ["train.epochs=3", "train.sample_pruning=st-prune", "train.sample_unit=patch",
+                                        "train.crop=16", "train.batch_size=8", "train.validate_every_epochs=3"]
+    runs = {}
+    for device in ("cpu", "cuda"):
+        config = tiny_config(tmp_path / device, f"train.device={device}", *extra)
+        runs[device] = load_checkpoint(train(config, progress=False, data=synthetic_data(config)))
+    cpu, gpu = runs["cpu"], runs["cuda"]
+    assert next(gpu.model.parameters()).device.type == "cpu" and gpu.metrics["norm_calibration"]
+    last = [run.metrics["history"][-1] for run in (cpu, gpu)]
+    assert last[0]["step"] == last[1]["step"] and last[0].get("samples") == last[1].get("samples")
+    assert last[1]["val_mse"] == pytest.approx(last[0]["val_mse"], rel=0.1)
+    if loop == "steps":                        # 4 Adam steps: every weight within 4 · lr of the CPU run's
+        for name, value in cpu.model.state_dict().items():
+            torch.testing.assert_close(gpu.model.state_dict()[name], value, rtol=0.05, atol=0.01, msg=name)
+
+
+@pytest.mark.skipif(CUDA, reason="this machine has a CUDA GPU")
+def test_asking_for_a_gpu_without_one_says_so(tmp_path):
+    config = tiny_config(tmp_path, "train.device=cuda")
+    with pytest.raises(ConfigError, match="sees no CUDA GPU"):
+        train(config, progress=False, data=synthetic_data(config))
 
 
 def test_l1_pruning_meets_the_budget_and_keeps_the_largest_filters(tiny_model):

@@ -20,7 +20,12 @@ def pad_amount(size: int, multiple: int) -> int:
 def pad_to_multiple(array: np.ndarray, multiple: int, value: float | bool) -> np.ndarray:
     """Pad the last two axes (H, W) bottom/right up to multiples of ``multiple`` with ``value``."""
     height, width = array.shape[-2:]
-    widths = [(0, 0)] * (array.ndim - 2) + [(0, pad_amount(height, multiple)), (0, pad_amount(width, multiple))]
+    return pad_to(array, height + pad_amount(height, multiple), width + pad_amount(width, multiple), value)
+
+
+def pad_to(array: np.ndarray, height: int, width: int, value: float | bool) -> np.ndarray:
+    """Pad the last two axes bottom/right with ``value`` to exactly (height, width) (no larger input)."""
+    widths = [(0, 0)] * (array.ndim - 2) + [(0, height - array.shape[-2]), (0, width - array.shape[-1])]
     return np.pad(array, widths, constant_values=value)
 
 
@@ -67,12 +72,27 @@ class WindowDataset(Dataset):
         return {"frames": self._inputs(index), "fallback": self.fallbacks[index],
                 "target": series.values[split:split + self.t_out], "valid": valid}
 
+    @property
+    def padded_shape(self) -> tuple[int, int]:
+        """(Hp, Wp): the grid of the items, pixels."""
+        return tuple(size + pad_amount(size, self.multiple) for size in (self.height, self.width))
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return self.item(index)
+
+    def item(self, index: int, box: tuple[int, int, int, int] | None = None) -> dict[str, torch.Tensor]:
+        """Window ``index`` as model tensors over the padded grid, or over its part ``box`` = (top,
+        left, height, width) in pixels of that grid (cut before normalising: a patch costs its size)."""
+        top, left, height, width = box or (0, 0, *self.padded_shape)
         window = self.physical(index)
         fill = self.series.fill_value
-        item = {key: model_input(window[key], self.normaliser, self.multiple, fill)
+
+        def cut(array: np.ndarray, value: float | bool) -> np.ndarray:
+            return pad_to(array[..., top:top + height, left:left + width], height, width, value)
+
+        item = {key: torch.from_numpy(self.normaliser.forward(cut(window[key], fill)))
                 for key in ("frames", "fallback", "target")}
-        item["valid"] = torch.from_numpy(pad_to_multiple(window["valid"], self.multiple, False))
+        item["valid"] = torch.from_numpy(cut(window["valid"], False))
         return item
 
 

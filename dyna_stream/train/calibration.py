@@ -31,10 +31,11 @@ def _subset(size: int, count: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).permutation(size)[:count])
 
 
-def _batches(data: WindowDataset, indices: np.ndarray, batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
+def _batches(data: WindowDataset, indices: np.ndarray, batch_size: int,
+             device: torch.device) -> Iterator[dict[str, torch.Tensor]]:
     for start in range(0, len(indices), batch_size):
         items = [data[int(i)] for i in indices[start:start + batch_size]]
-        yield {key: torch.stack([item[key] for item in items]) for key in items[0]}
+        yield {key: torch.stack([item[key] for item in items]).to(device) for key in items[0]}
 
 
 @torch.no_grad()
@@ -87,8 +88,9 @@ def calibrate_norm_levels(model: DynaPruner, train: WindowDataset, val: WindowDa
     model.set_norm_levels(None)
     norms = model.batchnorms()
     trained, counts = read_statistics(norms).clone(), [norm.num_batches_tracked.clone() for norm in norms]
-    train_batches = list(_batches(train, _subset(len(train), windows, seed), batch_size))
-    val_batches = list(_batches(val, _subset(len(val), windows, seed + 1), batch_size))
+    device = next(model.parameters()).device
+    train_batches = list(_batches(train, _subset(len(train), windows, seed), batch_size, device))
+    val_batches = list(_batches(val, _subset(len(val), windows, seed + 1), batch_size, device))
     stats, rows = [], []
     for level in sorted(levels):
         write_statistics(norms, trained)

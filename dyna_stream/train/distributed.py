@@ -1,7 +1,8 @@
 """Data-parallel training across processes (``torchrun --nproc_per_node=N``).
 
-torchrun sets RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT; :func:`from_environment` joins the
-process group (gloo on CPU, NCCL on GPU). Every rank draws its own batches (rank 0 the same ones
+torchrun sets RANK / LOCAL_RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT; :func:`from_environment`
+joins the process group (gloo on CPU, NCCL when training on GPUs: rank r on its node takes GPU
+LOCAL_RANK). Every rank draws its own batches (rank 0 the same ones
 a single-process run draws; rank r from seed + 1000·r) and DistributedDataParallel averages the
 gradients, so the effective batch is N × train.batch_size. In epoch-based training (and with
 sample pruning) every rank makes the same selection and visiting order from the shared seed,
@@ -28,6 +29,7 @@ RANK_SEED_STRIDE = 1000
 class Distributed:
     rank: int = 0
     world_size: int = 1
+    local_rank: int = 0
 
     @property
     def active(self) -> bool:
@@ -41,12 +43,21 @@ class Distributed:
         """This rank's batch-sampling seed."""
         return seed + RANK_SEED_STRIDE * self.rank
 
+    def device(self, device: torch.device) -> torch.device:
+        """Where this rank trains: ``device``, or with several ranks on GPUs its node-local GPU."""
+        if self.active and device.type == "cuda":
+            device = torch.device("cuda", self.local_rank)
+            torch.cuda.set_device(device)
+        return device
+
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         """The module to run forward passes through (DDP when several processes train)."""
         if not self.active:
             return model
+        device = next(model.parameters()).device
         # sd/sw and the masks differ per rank and step, so some units may get no gradient
-        return DistributedDataParallel(model, find_unused_parameters=True)
+        return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                       find_unused_parameters=True)
 
     def shard(self, order: np.ndarray) -> np.ndarray:
         """This rank's share of an epoch's visiting order, as DistributedSampler deals it: padded by
@@ -71,17 +82,18 @@ class Distributed:
             dist.barrier()
 
 
-def from_environment() -> Distributed:
-    """Join the process group torchrun describes; a single process otherwise."""
+def from_environment(*, cuda: bool = False) -> Distributed:
+    """Join the process group torchrun describes (NCCL if the ranks train on GPUs, ``cuda``; gloo
+    otherwise); a single process without torchrun."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return Distributed()
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
     rank = dist.get_rank()
     if rank == 0:
         log.info("data-parallel training on %d processes (%s)", world_size, dist.get_backend())
-    return Distributed(rank, dist.get_world_size())
+    return Distributed(rank, dist.get_world_size(), int(os.environ.get("LOCAL_RANK", rank)))
 
 
 SINGLE_PROCESS = Distributed()

@@ -1,10 +1,12 @@
 """Dynamic sample pruning (ST-Prune, DESIGN §2b): each epoch, train on the informative windows.
 
-Every training window gets a score from its spatio-temporal complexity (computed once) and the
-model's latest loss on it (recorded whenever the window is trained on, so it costs nothing).
-Windows scoring below the ``prune_quantile`` of scores are "low-score": an epoch keeps all
-high-score windows and an exact random share r of the low-score ones, whose losses are weighted
-n_low / n_kept (= 1/r) so the epoch's gradient stays unbiased in expectation.
+Every training sample (a window, or with ``train.sample_unit: patch`` one fixed patch of a
+window, :mod:`dyna_stream.data.patches`) gets a score from its spatio-temporal complexity
+(computed once) and the model's latest loss on it (recorded whenever the sample is trained on, so
+it costs nothing). Samples ("windows" below) scoring below the ``prune_quantile`` of scores are
+"low-score": an epoch keeps all high-score windows and an exact random share r of the low-score
+ones, whose losses are weighted n_low / n_kept (= 1/r) so the epoch's gradient stays unbiased in
+expectation.
 
 Schedule (stated shape): r stays at ``keep_ratio`` until the last ``anneal_fraction`` of the
 epochs, then rises linearly to 1, reached at the last epoch, which trains on the full data.
@@ -23,10 +25,12 @@ import numpy as np
 import torch
 
 from ..config import TrainConfig
+from ..data.patches import PatchWindows
 from ..data.windows import WindowDataset
 
 log = logging.getLogger(__name__)
-MIN_WINDOWS = 8          # fewer training windows than this: pruning falls back to full data
+MIN_WINDOWS = 8          # fewer training samples than this: pruning falls back to full data
+Samples = WindowDataset | PatchWindows      # a training sample: a window, or one patch of a window
 
 
 @dataclass
@@ -41,30 +45,72 @@ class Selection:
         return len(self.indices)
 
 
-def window_complexity(data: WindowDataset) -> np.ndarray:
-    """(N,) spatio-temporal complexity of each window in [0, 1]: the mean of the rank-normalised
-    temporal change energy (mean squared frame-to-frame change) and spatial gradient energy (mean
-    squared neighbour difference) over the window's input and target frames, valid cells only.
-    Computed from per-frame sums once, O(T·H·W)."""
-    values, valid = data.series.values.astype(np.float64), data.series.valid
-    length = data.t_in + data.t_out
+def sample_complexity(samples: Samples) -> np.ndarray:
+    """(N,) spatio-temporal complexity in [0, 1] of each training sample (a whole window, or one
+    patch of a window): the mean of the rank-normalised temporal change energy (mean squared
+    frame-to-frame change) and spatial gradient energy (mean squared neighbour difference) over
+    the sample's input and target frames and pixels, valid cells only. Computed once, O(T·H·W)."""
+    if isinstance(samples, PatchWindows):
+        windows, boxes = samples.windows, samples.boxes()
+    else:
+        windows, boxes = samples, np.array([[0, 0, *samples.padded_shape]])
+    temporal, spatial = region_energies(windows, boxes)
+    return 0.5 * (rank01(temporal.ravel()) + rank01(spatial.ravel()))
 
-    def frame_sums(squared: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return (squared * mask).reshape(len(squared), -1).sum(1), mask.reshape(len(mask), -1).sum(1)
 
-    def window_means(sums: np.ndarray, counts: np.ndarray, frames: int) -> np.ndarray:
-        cumulative = lambda x: np.concatenate([[0.0], np.cumsum(x)])  # noqa: E731
-        s, c = cumulative(sums), cumulative(counts)
-        starts = np.arange(len(data))
-        return (s[starts + frames] - s[starts]) / np.maximum(c[starts + frames] - c[starts], 1.0)
+def region_energies(data: WindowDataset, boxes: np.ndarray, *, chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Temporal change and spatial gradient energy, each (N, P): window n over box p.
 
-    both = valid[1:] & valid[:-1]
-    temporal = window_means(*frame_sums((values[1:] - values[:-1]) ** 2, both), length - 1)
-    dy, dx = valid[..., 1:, :] & valid[..., :-1, :], valid[..., :, 1:] & valid[..., :, :-1]
-    grad_y = frame_sums(np.diff(values, axis=-2) ** 2, dy)
-    grad_x = frame_sums(np.diff(values, axis=-1) ** 2, dx)
-    spatial = window_means(grad_y[0] + grad_x[0], grad_y[1] + grad_x[1], length)
-    return 0.5 * (rank01(temporal) + rank01(spatial))
+    ``boxes`` (P, 4): (top, left, height, width) in pixels (parts outside the series' grid are
+    padding and count as empty). Energies are means over valid cells (a frame pair or neighbour
+    pair counts where both are valid; a neighbour pair belongs to the box of its top/left cell).
+    Frame sums per box come from summed-area tables, ``chunk`` frames at a time (bounded memory).
+    """
+    values, valid = data.series.values, data.series.valid
+    height, width = values.shape[-2:]
+    frames, length = len(values), data.t_in + data.t_out
+    top, left = np.minimum(boxes[:, 0], height), np.minimum(boxes[:, 1], width)
+    corners = (top, left, np.minimum(boxes[:, 0] + boxes[:, 2], height), np.minimum(boxes[:, 1] + boxes[:, 3], width))
+    change, change_count, gradient, gradient_count = (np.zeros((frames, len(boxes))) for _ in range(4))
+    for start in range(0, frames, chunk):
+        stop = min(start + chunk, frames)
+        x, ok = values[start:stop + 1].astype(np.float64), valid[start:stop + 1]
+        both = ok[1:] & ok[:-1]
+        pairs = len(both)
+        change[start:start + pairs] = box_sums((x[1:] - x[:-1]) ** 2 * both, corners)
+        change_count[start:start + pairs] = box_sums(both, corners)
+        energy, count = neighbour_pairs(x[:stop - start], ok[:stop - start])
+        gradient[start:stop] = box_sums(energy, corners)
+        gradient_count[start:stop] = box_sums(count, corners)
+    windows = np.arange(len(data))
+
+    def window_means(sums: np.ndarray, counts: np.ndarray, span: int) -> np.ndarray:
+        s, c = (np.concatenate([np.zeros((1, len(boxes))), np.cumsum(a, axis=0)]) for a in (sums, counts))
+        return (s[windows + span] - s[windows]) / np.maximum(c[windows + span] - c[windows], 1.0)
+
+    return window_means(change, change_count, length - 1), window_means(gradient, gradient_count, length)
+
+
+def neighbour_pairs(x: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Squared differences to the cell below plus to the cell on the right, where both cells are
+    valid, and the number of such pairs; both (F, C, H, W), each pair at its top/left cell."""
+    energy, count = np.zeros_like(x), np.zeros(x.shape)
+    for axis in (-2, -1):
+        head = [slice(None)] * x.ndim
+        head[axis] = slice(None, -1)
+        both = np.take(ok, range(1, ok.shape[axis]), axis) & np.take(ok, range(ok.shape[axis] - 1), axis)
+        energy[tuple(head)] += np.diff(x, axis=axis) ** 2 * both
+        count[tuple(head)] += both
+    return energy, count
+
+
+def box_sums(maps: np.ndarray, corners: tuple[np.ndarray, ...]) -> np.ndarray:
+    """(F, P) sums of (F, C, H, W) ``maps`` over channels and each box (top, left, bottom, right)."""
+    planes = maps.sum(axis=1, dtype=np.float64)
+    table = np.zeros((len(planes), planes.shape[1] + 1, planes.shape[2] + 1))
+    table[:, 1:, 1:] = planes.cumsum(axis=1).cumsum(axis=2)
+    top, left, bottom, right = corners
+    return table[:, bottom, right] - table[:, top, right] - table[:, bottom, left] + table[:, top, left]
 
 
 def rank01(values: np.ndarray) -> np.ndarray:
@@ -92,7 +138,7 @@ def keep_schedule(epoch: int, epochs: int, keep_ratio: float, anneal_fraction: f
 class SamplePruner:
     """Scores windows and picks each epoch's :class:`Selection` (the ``off`` strategy: all)."""
 
-    def __init__(self, data: WindowDataset, config: TrainConfig, epochs: int, generator: torch.Generator) -> None:
+    def __init__(self, data: Samples, config: TrainConfig, epochs: int, generator: torch.Generator) -> None:
         self.n, self.epochs, self.config, self.generator = len(data), epochs, config, generator
         self.losses = np.full(self.n, np.nan)          # latest task loss per window (nan: not yet seen)
 
@@ -112,9 +158,9 @@ class ScoredPruner(SamplePruner):
 
     complexity_weight: float
 
-    def __init__(self, data: WindowDataset, config: TrainConfig, epochs: int, generator: torch.Generator) -> None:
+    def __init__(self, data: Samples, config: TrainConfig, epochs: int, generator: torch.Generator) -> None:
         super().__init__(data, config, epochs, generator)
-        self.complexity = window_complexity(data) if self.complexity_weight > 0 else np.zeros(self.n)
+        self.complexity = sample_complexity(data) if self.complexity_weight > 0 else np.zeros(self.n)
 
     def scores(self) -> np.ndarray:
         """α · complexity rank + (1 − α) · loss rank. A window not trained on yet scores by its
@@ -175,11 +221,11 @@ PRUNERS: dict[str, Callable[..., SamplePruner]] = {
     "off": SamplePruner, "st-prune": STPrune, "infobatch": LossOnly, "static-random": StaticRandom}
 
 
-def make_pruner(data: WindowDataset, config: TrainConfig, epochs: int, generator: torch.Generator) -> SamplePruner:
+def make_pruner(data: Samples, config: TrainConfig, epochs: int, generator: torch.Generator) -> SamplePruner:
     """The configured strategy; data sets too small to prune fall back to full data (logged)."""
     strategy = config.sample_pruning
     if strategy != "off" and len(data) < MIN_WINDOWS:
-        log.warning("sample pruning %s: only %d training windows (< %d); training on the full data instead",
+        log.warning("sample pruning %s: only %d training samples (< %d); training on the full data instead",
                     strategy, len(data), MIN_WINDOWS)
         strategy = "off"
     return PRUNERS[strategy](data, config, epochs, generator)

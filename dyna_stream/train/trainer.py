@@ -6,15 +6,16 @@ import logging
 import math
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..config import RunConfig
+from ..config import RunConfig, TrainConfig
 from ..data.normalise import Normaliser
+from ..data.patches import PatchWindows
 from ..data.registry import get_dataset, load_split
 from ..data.series import Series
 from ..data.windows import WindowDataset, random_crop_flip
@@ -23,6 +24,7 @@ from ..evaluate.runner import Operating, model_forecasts, score
 from ..model.checkpoint import Checkpoint, build_model, load_checkpoint, save_checkpoint
 from ..model.dynapruner import DynaPruner
 from ..model.loss import LossWeights, dyna_loss
+from ..predictor import resolve_device
 from .calibration import calibrate_norm_levels
 from .distributed import SINGLE_PROCESS, Distributed, from_environment
 from .sample_pruning import make_pruner
@@ -52,6 +54,17 @@ def prepare_data(config: RunConfig, multiple: int, *, train_series: Series | Non
     return TrainingData(spec.name, normaliser, make(train_series), make(val_series))
 
 
+def training_samples(config: TrainConfig, windows: WindowDataset) -> WindowDataset | PatchWindows:
+    """What the training loops draw from and sample pruning scores (``train.sample_unit``): the
+    windows themselves, or their patches of ``train.crop`` pixels at ``train.patch_stride`` (default:
+    half the crop, in whole tiles)."""
+    if config.sample_unit == "window":
+        return windows
+    tile = windows.multiple
+    stride = config.patch_stride or max(tile, config.crop // 2 // tile * tile)
+    return PatchWindows(windows, crop=config.crop, stride=stride)
+
+
 def _lr_factor(step: int, warmup: int, total: int) -> float:
     if step < warmup:
         return (step + 1) / warmup
@@ -66,12 +79,13 @@ def _seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _batch(data: WindowDataset, size: int, crop: int, multiple: int, generator: torch.Generator) -> dict:
+def _batch(data: WindowDataset | PatchWindows, size: int, crop: int, multiple: int, generator: torch.Generator) -> dict:
     indices = torch.randint(0, len(data), (size,), generator=generator).tolist()
     return _batch_of(data, indices, crop, multiple, generator)
 
 
-def _batch_of(data: WindowDataset, indices, crop: int, multiple: int, generator: torch.Generator) -> dict:
+def _batch_of(data: WindowDataset | PatchWindows, indices, crop: int, multiple: int,
+              generator: torch.Generator) -> dict:
     items = [random_crop_flip(data[int(i)], crop, multiple, generator) for i in indices]
     return {key: torch.stack([item[key] for item in items]) for key in items[0]}
 
@@ -107,7 +121,8 @@ class _Session:
         self.history: list[dict] = []
         self.out_dir = Path(cfg.out_dir)
         self.weights = LossWeights(cfg.lambda_data, cfg.lambda_model, cfg.lambda_budget)
-        self.val_point = validation_point(config)
+        self.device = next(model.parameters()).device
+        self.val_point = replace(validation_point(config), device=str(self.device))
         self.started = time.perf_counter()
 
     def resume(self, path: str | Path) -> int:
@@ -133,6 +148,9 @@ class _Session:
         """One optimiser step on ``batch`` (any-sparsity draw under the dyna policy)."""
         cfg, model = self.cfg, self.model
         model.train()
+        batch = {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
+        if sample_weight is not None:
+            sample_weight = sample_weight.to(self.device, non_blocking=True)
         ranges = (cfg.sparsity_range, cfg.model_sparsity_range or cfg.sparsity_range)
         sd, sw = ((float(torch.empty(1).uniform_(*r, generator=self.generator)) for r in ranges)
                   if cfg.policy == "dyna" else (0.0, 0.0))
@@ -207,13 +225,15 @@ def train(config: RunConfig, *, resume: str | Path | None = None, progress: bool
     cfg = config.train
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    distributed = from_environment()
+    device = resolve_device(cfg.device)
+    distributed = from_environment(cuda=device.type == "cuda")
+    device = distributed.device(device)
     generator = _seed_everything(cfg.seed)
     spec = get_dataset(config.data.name)
     probe = build_model(config.model, t_in=spec.t_in, t_out=spec.t_out, channels=1)
     data = data or prepare_data(config, probe.tile_size)
     channels = data.train.series.shape[1]
-    model = init_model or build_model(config.model, t_in=spec.t_in, t_out=spec.t_out, channels=channels)
+    model = (init_model or build_model(config.model, t_in=spec.t_in, t_out=spec.t_out, channels=channels)).to(device)
     if cfg.epochs is not None:
         if resume is not None or stop_at is not None:
             raise ConfigError("resume and stop_at work with step-based training (train.epochs: null)")
@@ -222,11 +242,12 @@ def train(config: RunConfig, *, resume: str | Path | None = None, progress: bool
         generator.manual_seed(distributed.seed(cfg.seed))         # each rank its own batches
     session = _Session(config, data, model, generator, lambda s: _lr_factor(s, cfg.warmup_steps, cfg.steps),
                        distributed)
+    pool = training_samples(cfg, data.train)
     start = session.resume(resume) if resume is not None else 0
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress or not distributed.main,
                desc="train")
     for step in bar:
-        parts = session.optimise(_batch(data.train, cfg.batch_size, cfg.crop, model.tile_size, generator))
+        parts = session.optimise(_batch(pool, cfg.batch_size, cfg.crop, model.tile_size, generator))
         bar.set_postfix(loss=f"{parts['task']:.4f}")
         if (step + 1) % cfg.validate_every == 0 or step + 1 == cfg.steps:
             session.validate(step + 1, parts)
@@ -242,7 +263,7 @@ def _train_epochs(config: RunConfig, data: TrainingData, model: DynaPruner, gene
     in random order, and the per-window losses go back to the pruner. The learning rate follows
     warm-up, then a cosine over the fraction of epochs done (the number of steps depends on the
     selections). History entries carry ``train_seconds`` (optimisation and selection only, no
-    validation) and ``samples`` (windows trained on so far); the final metrics add
+    validation) and ``samples`` (training samples — windows or patches — trained on so far); the final metrics add
     ``selection_seconds``, the pruner's own cost (scoring, selecting, recording losses).
     Under torchrun ``generator`` (same seed on every rank) drives selections and orders, and each
     rank crops and draws sparsities with its own generator; ``samples`` counts all ranks."""
@@ -252,7 +273,8 @@ def _train_epochs(config: RunConfig, data: TrainingData, model: DynaPruner, gene
         0.5 * (1.0 + math.cos(math.pi * min(position["progress"], 1.0)))  # noqa: E731
     own = torch.Generator().manual_seed(distributed.seed(cfg.seed)) if distributed.active else generator
     session = _Session(config, data, model, own, factor, distributed)
-    pruner = make_pruner(data.train, cfg, cfg.epochs, generator)
+    pool = training_samples(cfg, data.train)
+    pruner = make_pruner(pool, cfg, cfg.epochs, generator)
     step, samples, train_seconds, selection_seconds, parts = 0, 0, 0.0, 0.0, {"task": float("nan")}
     bar = tqdm(range(cfg.epochs), disable=not progress or not distributed.main, desc="epochs")
     for epoch in bar:
@@ -263,7 +285,7 @@ def _train_epochs(config: RunConfig, data: TrainingData, model: DynaPruner, gene
         for first in range(0, len(order), cfg.batch_size):
             chosen = order[first:first + cfg.batch_size]
             position["progress"] = (epoch + first / len(order)) / cfg.epochs
-            batch = _batch_of(data.train, selection.indices[chosen], cfg.crop, model.tile_size, own)
+            batch = _batch_of(pool, selection.indices[chosen], cfg.crop, model.tile_size, own)
             parts = session.optimise(batch, torch.from_numpy(selection.weights[chosen]))
             observed = time.perf_counter()
             indices, losses = distributed.gather(selection.indices[chosen], parts["per_sample"])
@@ -271,7 +293,7 @@ def _train_epochs(config: RunConfig, data: TrainingData, model: DynaPruner, gene
             selection_seconds += time.perf_counter() - observed
             step, samples = step + 1, samples + len(indices)
         train_seconds += time.perf_counter() - began
-        bar.set_postfix(kept=f"{selection.size}/{len(data.train)}", loss=f"{parts['task']:.4f}")
+        bar.set_postfix(kept=f"{selection.size}/{len(pool)}", loss=f"{parts['task']:.4f}")
         if (epoch + 1) % cfg.validate_every_epochs == 0 or epoch + 1 == cfg.epochs:
             session.validate(step, parts, epoch=epoch + 1, train_seconds=train_seconds, samples=samples,
                              kept=selection.size)
