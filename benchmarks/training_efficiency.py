@@ -129,13 +129,17 @@ def merge(parts: list[dict]) -> dict:
             differs = [key for key in PROTOCOL if result.get(key) != protocol[key]]
             if differs:
                 raise SystemExit(f"{name}: cannot merge runs that differ in {differs}")
-        runs = {variant: sorted((run for result in results for run in result["rows"][variant]["per_seed"]),
-                                key=lambda run: run["seed"])
-                for variant in results[0]["rows"]}
-        seeds = [run["seed"] for run in runs[next(iter(runs))]]
-        if len(set(seeds)) != len(seeds):
-            raise SystemExit(f"{name}: seed(s) trained twice: {sorted({s for s in seeds if seeds.count(s) > 1})}")
-        merged[name] = {**results[0], "seeds": seeds, "rows": _rows(runs)}
+        variants = dict.fromkeys(variant for result in results for variant in result["rows"])
+        runs = {variant: sorted((run for result in results if variant in result["rows"]
+                                 for run in result["rows"][variant]["per_seed"]), key=lambda run: run["seed"])
+                for variant in variants}
+        for variant, per_seed in runs.items():
+            seeds = [run["seed"] for run in per_seed]
+            if len(set(seeds)) != len(seeds):
+                raise SystemExit(f"{name}: {variant} trained seed(s) twice: "
+                                 f"{sorted({s for s in seeds if seeds.count(s) > 1})}")
+        merged[name] = {**results[0], "seeds": sorted({run["seed"] for per_seed in runs.values() for run in per_seed}),
+                        "rows": _rows(runs)}
     return merged
 
 
@@ -152,8 +156,14 @@ def _summary(per_seed: list[dict], full: list[dict] | None) -> dict:
     row.update(epochs=per_seed[0]["epochs"], test_mse_std=float(np.std([run["test_mse"] for run in per_seed])),
                curve=per_seed[0]["curve"], per_seed=per_seed)
     if full is not None:
-        paired = [100 * (run["test_mse"] / base["test_mse"] - 1) for run, base in zip(per_seed, full)]
-        row.update(paired_delta_pct=float(np.mean(paired)), paired_delta_pct_std=float(np.std(paired)))
+        base = {run["seed"]: run for run in full}
+        shared = [run for run in per_seed if run["seed"] in base]
+        over = lambda key, runs: float(np.mean([run[key] for run in runs]))  # noqa: E731
+        full_shared = [base[run["seed"]] for run in shared]
+        paired = [100 * (run["test_mse"] / base[run["seed"]]["test_mse"] - 1) for run in shared]
+        row.update(paired_delta_pct=float(np.mean(paired)), paired_delta_pct_std=float(np.std(paired)),
+                   vs_full_pct=100 * (over("test_mse", shared) / over("test_mse", full_shared) - 1),
+                   speed_up=over("train_seconds", full_shared) / over("train_seconds", shared))
     return row
 
 
@@ -169,7 +179,6 @@ def _variant(variant: str, train_config) -> list[str]:
 def table(results: dict) -> str:
     lines = []
     for name, result in results.items():
-        full = result["rows"].get("off")
         seeds = result.get("seeds", [0])
         unit = (f"{result['windows']} training windows" if result.get("sample_unit", "window") == "window" else
                 f"{result['windows']} training windows = {result['samples']} patches of {result['crop']}²")
@@ -181,12 +190,13 @@ def table(results: dict) -> str:
                   "| paired Δ | test MAE |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for variant, row in result["rows"].items():
-            speed = f"{full['train_seconds'] / row['train_seconds']:.2f}×" if full else "–"
-            delta = f"{100 * (row['test_mse'] / full['test_mse'] - 1):+.1f} %" if full else "–"
+            speed = f"{row['speed_up']:.2f}×" if "speed_up" in row else "–"          # over the same seeds
+            delta = f"{row['vs_full_pct']:+.1f} %" if "vs_full_pct" in row else "–"     # over the same seeds
             paired = (f"{row['paired_delta_pct']:+.1f} ± {row['paired_delta_pct_std']:.1f} %"
                       if "paired_delta_pct" in row else "–")
             overhead = f"{100 * row['selection_seconds'] / row['train_seconds']:.2f} %"
-            label = LABELS[variant] + (f", {row['epochs']} epochs" if row["epochs"] != result["epochs"] else "")
+            label = LABELS[variant] + (f", {row['epochs']} epochs" if row["epochs"] != result["epochs"] else "") \
+                + (f", {len(row['per_seed'])} seeds" if len(row["per_seed"]) != len(seeds) else "")
             lines.append(f"| {label} | {row['train_seconds']:.1f} | {speed} | {overhead} | "
                          f"{row['samples']:.0f} | {row['test_mse']:.3f} ± {row['test_mse_std']:.3f} | {delta} | "
                          f"{paired} | {row['test_mae']:.3f} |")
