@@ -31,7 +31,7 @@ def test_all_active_is_plain_batchnorm(momentum):
     x = torch.randn(4, 5, 6, 7) * 3 + 1
     for _ in range(2):      # twice: the cumulative average (momentum None) moves on the second batch
         expected = reference(x)
-        got = active_batch_norm(x, twin, torch.ones(1, 1, 1, 1))
+        got = active_batch_norm(x, twin, torch.ones(1, 1, 6, 7))
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
     for name in ("running_mean", "running_var", "num_batches_tracked"):
         torch.testing.assert_close(getattr(twin, name), getattr(reference, name))
@@ -56,12 +56,40 @@ def test_statistics_are_those_of_the_active_elements():
                                active_batch_norm(x, other, active)[:, :, :4])
 
 
+def _expanded_reference(x, norm, active):
+    """The definition, with the mask expanded to x's size: masked mean, masked centred variance."""
+    active = active.expand_as(x)
+    count = active.sum((0, 2, 3)).clamp_min(1)
+    mean = (x * active).sum((0, 2, 3)) / count
+    centred = x - mean[:, None, None]
+    var = (centred.square() * active).sum((0, 2, 3)) / count
+    return centred * torch.rsqrt(var + norm.eps)[:, None, None] * norm.weight[:, None, None] + norm.bias[:, None, None]
+
+
+@pytest.mark.parametrize("factors", ["tiles", "channels", "both", "none"])
+def test_factored_statistics_equal_the_expanded_definition_values_and_gradients(factors):
+    generator = torch.Generator().manual_seed(3)
+    x = (torch.randn(3, 4, 5, 6, generator=generator) * 2 + 0.5).requires_grad_()
+    tiles = (torch.rand(3, 1, 5, 6, generator=generator) < 0.6).float() if factors in ("tiles", "both") else None
+    channels = (torch.rand(3, 4, 1, 1, generator=generator) < 0.7).float() if factors in ("channels", "both") else None
+    active = (torch.ones(1, 1, 1, 1) if tiles is None else tiles) * (1 if channels is None else channels)
+    _, norm = _pair(channels=4)
+    got = active_batch_norm(x, norm, tiles, channels)
+    expected = _expanded_reference(x, norm, active)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    upstream = torch.randn(x.shape, generator=generator)
+    grads = torch.autograd.grad((got * upstream).sum(), (x, norm.weight, norm.bias))
+    expected_grads = torch.autograd.grad((expected * upstream).sum(), (x, norm.weight, norm.bias))
+    for name, value, reference in zip(("x", "weight", "bias"), grads, expected_grads):
+        torch.testing.assert_close(value, reference, atol=1e-4, rtol=1e-4, msg=name)
+
+
 def test_channels_seen_at_most_once_keep_their_running_statistics():
     _, norm = _pair(channels=3)
     before = norm.running_mean.clone(), norm.running_var.clone()
     gate = torch.tensor([[1.0, 0.0, 1.0], [1.0, 0.0, 0.0]])[:, :, None, None]
-    active = gate * F.pad(torch.ones(2, 1, 1, 1), (0, 3, 0, 2))    # one active pixel per sample
-    out = active_batch_norm(torch.randn(2, 3, 3, 4), norm, active)
+    pixel = F.pad(torch.ones(2, 1, 1, 1), (0, 3, 0, 2))              # one active pixel per sample
+    out = active_batch_norm(torch.randn(2, 3, 3, 4), norm, pixel, gate)
     assert torch.isfinite(out).all()
     assert norm.running_mean[0] != before[0][0]                       # two active elements: updated
     for channel in (1, 2):                                            # none, one: unchanged
@@ -73,7 +101,7 @@ def test_eval_mode_ignores_the_active_mask():
     """Inference normalises with the running statistics, active mask or not (the engine folds them)."""
     unit = ConvUnit((Source(None, 2),), 3).eval()
     x = torch.randn(2, 2, 8, 8)
-    torch.testing.assert_close(unit.dense(x, torch.zeros(2, 3, 1, 1)), unit.dense(x))
+    torch.testing.assert_close(unit.dense(x, (None, torch.zeros(2, 3, 1, 1))), unit.dense(x))
 
 
 @pytest.mark.parametrize("backbone", sorted(TINY_BACKBONES))

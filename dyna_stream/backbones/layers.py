@@ -64,11 +64,13 @@ class ConvUnit(nn.Module):
         """Run under ``ctx``: masked dense (MaskContext) or tile/channel-sparse (sparse.SparseContext)."""
         return ctx.conv_unit(self, x)
 
-    def dense(self, x: torch.Tensor, active: torch.Tensor | None = None) -> torch.Tensor:
-        """The unmasked computation on a whole (B, C_in, h, w) canvas. ``active`` (broadcastable to the
-        conv output, {0, 1}): in training, BatchNorm statistics over these elements only."""
+    def dense(self, x: torch.Tensor, active: tuple[torch.Tensor | None, torch.Tensor | None] | None = None
+              ) -> torch.Tensor:
+        """The unmasked computation on a whole (B, C_in, h, w) canvas. ``active`` = (tiles, channels),
+        the {0, 1} factors of the conv outputs kept (see :func:`~dyna_stream.model.norm.active_batch_norm`):
+        in training, BatchNorm statistics over these elements only."""
         y = self.conv(x)
-        y = self.norm(y) if active is None or not self.norm.training else active_batch_norm(y, self.norm, active)
+        y = self.norm(y) if active is None or not self.norm.training else active_batch_norm(y, self.norm, *active)
         y = self.activation(y)
         return F.pixel_shuffle(y, self.shuffle) if self.shuffle > 1 else y
 

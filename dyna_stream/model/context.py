@@ -82,16 +82,15 @@ class MaskContext:
         active = self.active(unit, unit.output_size(tuple(x.shape[-2:]))) if self.active_statistics else None
         return self.apply(unit.dense(x, active), unit.group)
 
-    def active(self, unit, size: tuple[int, int]) -> torch.Tensor | None:
-        """Which conv outputs (B, C·filters, h, w) of ``unit`` a sparse executor computes, as a
-        broadcastable {0, 1} product of the tile mask and the unit's gate; None: all of them."""
+    def active(self, unit, size: tuple[int, int]) -> tuple[torch.Tensor | None, torch.Tensor | None] | None:
+        """Which conv outputs (B, C·filters, h, w) of ``unit`` a sparse executor computes, as the
+        {0, 1} factors (tiles (B, 1, h, w), channels (B, C·filters, 1, 1)) of their product, either
+        None where all are kept; None: all of them."""
         spatial = self.spatial(size)
         gate = self.gates.get(unit.group) if unit.group is not None else None
         if gate is not None:
             gate = gate.repeat_interleave(unit.filters_per_unit, dim=1)[:, :, None, None]
-        if spatial is None or gate is None:
-            return spatial if gate is None else gate
-        return spatial * gate
+        return None if spatial is None and gate is None else (spatial, gate)
 
     def readout(self, unit, x: torch.Tensor) -> torch.Tensor:
         self.record(unit, x.shape[-2:])
