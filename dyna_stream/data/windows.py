@@ -24,7 +24,10 @@ def pad_to_multiple(array: np.ndarray, multiple: int, value: float | bool) -> np
 
 
 def pad_to(array: np.ndarray, height: int, width: int, value: float | bool) -> np.ndarray:
-    """Pad the last two axes bottom/right with ``value`` to exactly (height, width) (no larger input)."""
+    """Pad the last two axes bottom/right with ``value`` to exactly (height, width) (no larger input);
+    an array already that size comes back as it is."""
+    if array.shape[-2:] == (height, width):
+        return array
     widths = [(0, 0)] * (array.ndim - 2) + [(0, height - array.shape[-2]), (0, width - array.shape[-1])]
     return np.pad(array, widths, constant_values=value)
 
