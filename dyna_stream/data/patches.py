@@ -44,6 +44,7 @@ class PatchWindows(Dataset):
         self.crop = (min(crop, height), min(crop, width))
         self.origins = np.array([(top, left) for top in patch_origins(height, crop, stride)
                                  for left in patch_origins(width, crop, stride)])
+        self._boxes = [(int(top), int(left), *self.crop) for top, left in self.origins]
 
     @property
     def patches_per_window(self) -> int:
@@ -54,7 +55,7 @@ class PatchWindows(Dataset):
 
     def boxes(self) -> np.ndarray:
         """(P, 4) int: each patch as (top, left, height, width), pixels of the padded grid."""
-        return np.column_stack([self.origins, np.broadcast_to(self.crop, self.origins.shape)])
+        return np.array(self._boxes)
 
     def locate(self, index: int) -> tuple[int, int]:
         """Sample ``index`` → (window index, patch index)."""
@@ -64,4 +65,4 @@ class PatchWindows(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         window, patch = self.locate(index)
-        return self.windows.item(window, tuple(int(v) for v in self.boxes()[patch]))
+        return self.windows.item(window, self._boxes[patch])

@@ -32,10 +32,11 @@ def active_batch_norm(x: torch.Tensor, norm: nn.BatchNorm2d, tiles: torch.Tensor
     three full-size passes instead of eight.
     """
     batch, width, height, breadth = x.shape
-    kept = x if tiles is None else x * tiles.detach().to(x.dtype)
+    tiles = None if tiles is None else tiles.detach().to(x.dtype)
+    kept = x if tiles is None else x * tiles
     first, second = kept.sum((2, 3)), (kept * x).sum((2, 3))                      # (B, C): Σ x, Σ x²
     pixels = (torch.full((batch,), float(height * breadth), dtype=x.dtype, device=x.device) if tiles is None
-              else tiles.detach().to(x.dtype).sum((1, 2, 3)).expand(batch))        # (B,) kept pixels
+              else tiles.sum((1, 2, 3)).expand(batch))                             # (B,) kept pixels
     weight = (torch.ones(batch, width, dtype=x.dtype, device=x.device) if channels is None
               else channels.detach().to(x.dtype).reshape(-1, width).expand(batch, width))
     count = (weight * pixels[:, None]).sum(0)
