@@ -9,7 +9,9 @@
 #            benchmarks/training_efficiency.py on radar-fmi patches on the GPU, seed after seed until
 #            TRAIN_SECONDS (default 420) run out (every finished seed is written to OUTDIR); the data
 #            from DATA_ROOT (default ../shared/data), TRAIN_DEVICE (cuda), TRAIN_EPOCHS (12) and FIRST_SEED (0) may be set
-# Usage: bash benchmarks/gpu_check.sh OUTDIR [tests] [cli] [speedup] [training]   (default: the first three)
+#   efficiency the benchmark of the training stage alone; TRAIN_VARIANTS (default: off st-prune
+#            static-random infobatch) picks the variants
+# Usage: bash benchmarks/gpu_check.sh OUTDIR [tests] [cli] [speedup] [training] [efficiency]   (default: the first three)
 # Missing pure-Python dependencies may sit as wheels in .whl/ (installed to /tmp/site).
 set -u
 out=${1:-${OUT:-runs/gpu_check}}
@@ -47,9 +49,12 @@ fi
 if [[ " $stages " == *" training "* ]]; then
     timeout 150 python3 -m pytest -q -p no:cacheprovider -k "gpu" tests/test_training.py 2>&1 \
         | tee "$out/pytest_training.txt" | tail -5
+fi
+if [[ " $stages " == *" training "* || " $stages " == *" efficiency "* ]]; then
+    # shellcheck disable=SC2086
     timeout "$train_seconds" python3 benchmarks/training_efficiency.py --datasets radar-fmi --seeds 10 \
         --first-seed "${FIRST_SEED:-0}" \
-        --variants off st-prune static-random infobatch --epochs "radar-fmi=$train_epochs" \
+        --variants ${TRAIN_VARIANTS:-off st-prune static-random infobatch} --epochs "radar-fmi=$train_epochs" \
         --set "train.device=$train_device" ${DATA_ROOT:+--data-root "$DATA_ROOT"} \
         --out "$out/training_efficiency_radar_patches_gpu" 2>&1 \
         | tee "$out/training_efficiency.txt" | grep -v Warning

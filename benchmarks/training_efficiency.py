@@ -8,11 +8,13 @@ epochs (as many samples seen as ST-Prune), the cheapest way to spend the same co
     python benchmarks/training_efficiency.py --merge A.json B.json --out C     # seeds run apart, one record
 
 Reports per variant: training wall time (optimisation + sample selection, validation excluded),
-samples trained on, test MSE/MAE of the selected model (lowest validation MSE), and the ratios to
-full data; with ``--seeds K`` every variant trains K times (seeds S … S+K−1, S = ``--first-seed``,
-default 0, so a later run can train further seeds): times and scores are
-means, test MSE carries its standard deviation over seeds, and "paired Δ" is the mean ± std of
-each seed's change against full data with the same seed; writes <out>.json, <out>.md and <out>.png
+samples trained on, test MSE/MAE of the selected model (lowest validation MSE) and of the final
+epoch's model, and the ratios to full data (each run also records its selected epoch and the share
+of the test event's echo its final data mask keeps, ``final_kept_event_share``); with ``--seeds K``
+every variant trains K times (seeds S … S+K−1, S = ``--first-seed``, default 0, so a later run can
+train further seeds): times and scores are means, test MSE carries its standard deviation over
+seeds, and "paired Δ" is the mean ± std of each seed's change against full data with the same
+seed; writes <out>.json, <out>.md and <out>.png
 (validation MSE against training time, first seed) after every seed, so an interrupted run keeps
 what it measured. ``--set train.device=cuda`` trains on the GPU (the record names the device).
 radar-fmi trains the product's Dyna-Pruner SimVP (configs/radar_simvp.yaml; scored at sd=sw=0.7)
@@ -92,15 +94,19 @@ def run_dataset(name: str, variants: tuple[str, ...], data_root: str | None, wor
             checkpoint = load_checkpoint(train(run, data=data, progress=False))
             history = checkpoint.metrics["history"]
             scores = validate(checkpoint, test, validation_point(run))
+            final = validate(load_checkpoint(Path(run.train.out_dir) / "last.pt"), test, validation_point(run))
             runs[variant].append({
                 "seed": seed, "train_seconds": checkpoint.metrics["train_seconds"],
                 "samples": checkpoint.metrics["samples"], "selection_seconds": checkpoint.metrics["selection_seconds"],
                 "epochs": run.train.epochs, "steps": history[-1]["step"], "test_mse": scores["mse_mean"],
                 "test_mae": scores["mae_mean"],
+                "final_test_mse": final["mse_mean"], "final_test_mae": final["mae_mean"],
+                "final_kept_event_share": final.get("kept_event_share"),
+                "selected_epoch": next(h["epoch"] for h in history if h["step"] == checkpoint.metrics["selected_step"]),
                 "curve": [(h["train_seconds"], h["val_mse"]) for h in history]})
             print(f"{name} seed {seed} {variant:>14}: {runs[variant][-1]['train_seconds']:7.1f} s, "
-                  f"{runs[variant][-1]['samples']:7d} samples, test MSE {scores['mse_mean']:.3f}, "
-                  f"MAE {scores['mae_mean']:.3f}", flush=True)
+                  f"{runs[variant][-1]['samples']:7d} samples, test MSE {scores['mse_mean']:.3f} "
+                  f"(final epoch {final['mse_mean']:.3f}), MAE {scores['mae_mean']:.3f}", flush=True)
         yield _result(data, config, runs, seeds[:seeds.index(seed) + 1])
 
 
@@ -149,21 +155,27 @@ def _device_name(name: str) -> str:
 
 
 def _summary(per_seed: list[dict], full: list[dict] | None) -> dict:
-    """Means over seeds (the first seed's validation curve); test MSE std; paired change vs full data (%)."""
+    """Means over seeds (the first seed's validation curve); test MSE std; paired change vs full
+    data (%) for the selected model and, where recorded, the final epoch's model ("final_")."""
     mean = lambda key: float(np.mean([run[key] for run in per_seed]))  # noqa: E731
-    row = {key: mean(key) for key in ("train_seconds", "samples", "selection_seconds", "steps", "test_mse",
-                                      "test_mae")}
-    row.update(epochs=per_seed[0]["epochs"], test_mse_std=float(np.std([run["test_mse"] for run in per_seed])),
-               curve=per_seed[0]["curve"], per_seed=per_seed)
+    scored = [prefix for prefix in ("", "final_") if all(f"{prefix}test_mse" in run for run in per_seed)]
+    row = {key: mean(key) for key in ("train_seconds", "samples", "selection_seconds", "steps")}
+    for prefix in scored:
+        row.update({f"{prefix}test_mse": mean(f"{prefix}test_mse"), f"{prefix}test_mae": mean(f"{prefix}test_mae"),
+                    f"{prefix}test_mse_std": float(np.std([run[f"{prefix}test_mse"] for run in per_seed]))})
+    row.update(epochs=per_seed[0]["epochs"], curve=per_seed[0]["curve"], per_seed=per_seed)
     if full is not None:
         base = {run["seed"]: run for run in full}
         shared = [run for run in per_seed if run["seed"] in base]
         over = lambda key, runs: float(np.mean([run[key] for run in runs]))  # noqa: E731
         full_shared = [base[run["seed"]] for run in shared]
-        paired = [100 * (run["test_mse"] / base[run["seed"]]["test_mse"] - 1) for run in shared]
-        row.update(paired_delta_pct=float(np.mean(paired)), paired_delta_pct_std=float(np.std(paired)),
-                   vs_full_pct=100 * (over("test_mse", shared) / over("test_mse", full_shared) - 1),
-                   speed_up=over("train_seconds", full_shared) / over("train_seconds", shared))
+        row["speed_up"] = over("train_seconds", full_shared) / over("train_seconds", shared)
+        for prefix in (p for p in scored if all(f"{p}test_mse" in run for run in full_shared)):
+            key = f"{prefix}test_mse"
+            paired = [100 * (run[key] / base[run["seed"]][key] - 1) for run in shared]
+            row.update({f"{prefix}paired_delta_pct": float(np.mean(paired)),
+                        f"{prefix}paired_delta_pct_std": float(np.std(paired)),
+                        f"{prefix}vs_full_pct": 100 * (over(key, shared) / over(key, full_shared) - 1)})
     return row
 
 
@@ -177,31 +189,53 @@ def _variant(variant: str, train_config) -> list[str]:
 
 
 def table(results: dict) -> str:
+    """Markdown: one table per data set; final-epoch columns where every variant recorded them."""
     lines = []
     for name, result in results.items():
         seeds = result.get("seeds", [0])
         unit = (f"{result['windows']} training windows" if result.get("sample_unit", "window") == "window" else
                 f"{result['windows']} training windows = {result['samples']} patches of {result['crop']}²")
         device = f", {result['device']}" if "device" in result else ""
+        prefixes = ("", "final_") if all("final_test_mse" in row for row in result["rows"].values()) else ("",)
+        scores = " | ".join(f"{label}test MSE | vs full | paired Δ | test MAE"
+                            for label in ("", "final-epoch ")[:len(prefixes)])
         lines += [f"### {name} ({unit}, {result['epochs']} epochs{device}, "
                   f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}, MSE in ({result['units']})²)",
-                  "",
-                  "| variant | train time s | speed-up | pruner overhead | samples seen | test MSE | vs full "
-                  "| paired Δ | test MAE |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "", f"| variant | train time s | speed-up | pruner overhead | samples seen | {scores} |",
+                  "|---" * (5 + 4 * len(prefixes)) + "|"]
         for variant, row in result["rows"].items():
             speed = f"{row['speed_up']:.2f}×" if "speed_up" in row else "–"          # over the same seeds
-            delta = f"{row['vs_full_pct']:+.1f} %" if "vs_full_pct" in row else "–"     # over the same seeds
-            paired = (f"{row['paired_delta_pct']:+.1f} ± {row['paired_delta_pct_std']:.1f} %"
-                      if "paired_delta_pct" in row else "–")
             overhead = f"{100 * row['selection_seconds'] / row['train_seconds']:.2f} %"
             label = LABELS[variant] + (f", {row['epochs']} epochs" if row["epochs"] != result["epochs"] else "") \
                 + (f", {len(row['per_seed'])} seeds" if len(row["per_seed"]) != len(seeds) else "")
-            lines.append(f"| {label} | {row['train_seconds']:.1f} | {speed} | {overhead} | "
-                         f"{row['samples']:.0f} | {row['test_mse']:.3f} ± {row['test_mse_std']:.3f} | {delta} | "
-                         f"{paired} | {row['test_mae']:.3f} |")
-        lines.append("")
-    return "\n".join(lines)
+            lines.append(f"| {label} | {row['train_seconds']:.1f} | {speed} | {overhead} | {row['samples']:.0f} | "
+                         + " | ".join(_scores(row, prefix) for prefix in prefixes) + " |")
+        lines += ["", *(_versus(result["rows"], "st-prune", "static-random", prefix) for prefix in prefixes), ""]
+    return "\n".join(line for line in lines if line is not None)
+
+
+def _versus(rows: dict, variant: str, other: str, prefix: str) -> str | None:
+    """One line: ``variant`` − ``other`` test MSE in % paired by seed (mean ± standard error), and
+    on how many seeds ``variant`` is better; None unless both ran."""
+    if variant not in rows or other not in rows:
+        return None
+    theirs = {run["seed"]: run[f"{prefix}test_mse"] for run in rows[other]["per_seed"]}
+    change = np.array([100 * (run[f"{prefix}test_mse"] / theirs[run["seed"]] - 1)
+                       for run in rows[variant]["per_seed"] if run["seed"] in theirs])
+    if len(change) == 0:
+        return None
+    error = f" ± {change.std(ddof=1) / np.sqrt(len(change)):.2f} % (s.e.)" if len(change) > 1 else " %"
+    return (f"{LABELS[variant]} − {LABELS[other]}, {'final-epoch' if prefix else 'selected'} test MSE paired by "
+            f"seed: {change.mean():+.2f}{error}, better on {int((change < 0).sum())} of {len(change)}.")
+
+
+def _scores(row: dict, prefix: str) -> str:
+    """Test MSE ± std, change vs full data over the same seeds, paired change, test MAE."""
+    delta = f"{row[prefix + 'vs_full_pct']:+.1f} %" if prefix + "vs_full_pct" in row else "–"
+    paired = (f"{row[prefix + 'paired_delta_pct']:+.1f} ± {row[prefix + 'paired_delta_pct_std']:.1f} %"
+              if prefix + "paired_delta_pct" in row else "–")
+    return (f"{row[prefix + 'test_mse']:.3f} ± {row[prefix + 'test_mse_std']:.3f} | {delta} | {paired} | "
+            f"{row[prefix + 'test_mae']:.3f}")
 
 
 def plot(results: dict, path: Path) -> None:

@@ -40,3 +40,28 @@ def test_ssim_drops_for_a_shifted_field():
 def test_shape_mismatch_is_refused():
     with pytest.raises(ValueError, match="shapes differ"):
         ForecastScores(1, (), 1.0).update(np.zeros((1, 1, 2, 2)), np.zeros((1, 1, 2, 3)), np.ones((1, 1, 2, 2), bool))
+
+
+def test_kept_event_share_counts_event_cells_inside_the_kept_tiles():
+    from dyna_stream.data.normalise import Normaliser
+    from dyna_stream.data.synthetic import moving_storms
+    from dyna_stream.data.windows import WindowDataset
+    from dyna_stream.evaluate.runner import WindowForecast, score
+
+    series = moving_storms(frames=6, height=32, width=32)
+    windows = WindowDataset(series, t_in=3, t_out=2, normaliser=Normaliser.fit(series), fallback="persistence",
+                            multiple=8)
+    truths = [windows.physical(i) for i in range(len(windows))]
+    events = [(t["target"] >= 20.0) & t["valid"] for t in truths]
+    left = np.zeros((32, 32), np.float32)
+    left[:, :16] = 1.0
+
+    def share(kept):
+        forecasts = (WindowForecast(i, t["target"], kept_tiles=kept) for i, t in enumerate(truths))
+        return score(windows, forecasts, thresholds=(20.0, 30.0), data_range=100.0).get("kept_event_share")
+
+    expected = sum(e[..., :16].sum() for e in events) / sum(e.sum() for e in events)
+    assert 0 < expected < 1
+    assert share(left) == pytest.approx(expected)
+    assert share(1 - left) == pytest.approx(1 - expected)
+    assert share(np.ones((32, 32))) == 1.0 and share(None) is None          # no mask: not reported

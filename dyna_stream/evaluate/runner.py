@@ -69,15 +69,23 @@ def extrapolation_forecasts(windows: WindowDataset, name: str) -> Iterator[Windo
 
 def score(windows: WindowDataset, forecasts: Iterator[WindowForecast], *, thresholds: tuple[float, ...],
           data_range: float, on_window: Callable[[WindowForecast], None] | None = None) -> dict:
-    """Scores of a forecast stream against the windows' truth, plus mean MACs per window."""
+    """Scores of a forecast stream against the windows' truth, plus mean MACs per window and, for
+    forecasts with a data mask and data sets with event thresholds, ``kept_event_share``: the share
+    of event cells (valid truth ≥ the first threshold, all leads) inside the kept tiles — how much of
+    the weather the model was allowed to correct (near 0: the mask keeps calm regions)."""
     scores = ForecastScores(windows.t_out, thresholds, data_range)
-    macs = []
+    macs, events = [], np.zeros(2)                # events: cells inside kept tiles, all cells
     for item in forecasts:
         truth = windows.physical(item.index)
         scores.update(item.forecast, truth["target"], truth["valid"])
         macs.append(item.macs)
+        if item.kept_tiles is not None and thresholds:
+            event = (truth["target"] >= thresholds[0]) & truth["valid"]
+            events += ((event * item.kept_tiles).sum(), event.sum())
         if on_window is not None:
             on_window(item)
     result = scores.result()
     result["macs"] = float(np.mean(macs)) if macs else 0.0
+    if events[1] > 0:
+        result["kept_event_share"] = float(events[0] / events[1])
     return result
