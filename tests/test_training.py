@@ -107,8 +107,11 @@ def test_real_radar_train_prune_and_report(tmp_path, data_root):
     dyna = rows["Dyna-Pruner sd=sw=0.7"]
     assert dyna["macs_vs_dense_pct"] < 30 and len(dyna["metrics"]["csi@20"]) == 6
     assert (tmp_path / "report" / "importance.png").stat().st_size > 10_000
+    assert rows["dense SimVP"]["metrics"]["kept_event_share"] == 1.0          # no data mask: every event cell
+    assert 0.0 <= dyna["metrics"]["kept_event_share"] <= 1.0
+    assert "kept_event_share" not in rows["persistence"]["metrics"]
     text = report_md.read_text()
-    assert "| Dyna-Pruner sd=sw=0.7 |" in text and "CSI@40" in text
+    assert "| Dyna-Pruner sd=sw=0.7 |" in text and "CSI@40" in text and "events kept %" in text
 
 
 def test_fixed_point_and_single_mask_training_draw_what_the_config_says(tmp_path, monkeypatch):

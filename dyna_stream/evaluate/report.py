@@ -123,7 +123,8 @@ def build_report(spec: DatasetSpec, series: Series, rows: list[dict], *, checkpo
         "protocol": ("scores over cells where the truth and all input frames are valid; MSE/MAE pooled over "
                      "those cells per lead; SSIM mean over windows (range = training min–max); CSI from "
                      "hits/misses/false alarms summed over all windows; GMACs = backbone multiply-accumulates "
-                     "per window executed for the kept tiles and channels (mask generator excluded)"),
+                     "per window executed for the kept tiles and channels (mask generator excluded); events "
+                     "kept = share of the cells at or above the first CSI threshold inside the kept tiles"),
         "rows": rows,
         "checkpoints": {name: {"version": c.version, "step": c.step,
                                "train_seconds": c.metrics.get("train_seconds"),
@@ -144,7 +145,7 @@ def render_markdown(report: dict) -> str:
     csi_keys = sorted({k for r in rows for k in r["metrics"] if k.startswith("csi@") and k.endswith("_mean")},
                       key=lambda k: float(k[4:-5]))
     header = ["forecaster", f"MSE [{units}²]", f"MAE [{units}]", "SSIM", *[k[:-5].upper() for k in csi_keys],
-              "GMACs", "MACs % dense", "ΔMSE vs dense"]
+              "GMACs", "MACs % dense", "ΔMSE vs dense", "events kept %"]
     lines = [f"# Evaluation: {report['dataset']}", "",
              f"- Test data: {report['test_data']}", f"- Window: {report['window']}",
              f"- Scoring: {report['protocol']}.",
@@ -156,7 +157,8 @@ def render_markdown(report: dict) -> str:
         cells = [r["label"], _fmt(m["mse_mean"], 2), _fmt(m["mae_mean"], 3), _fmt(m["ssim_mean"], 3),
                  *[_fmt(m[k], 3) for k in csi_keys], _fmt(r["gmacs"], 3) if r["method"] == "model" else "–",
                  _fmt(r.get("macs_vs_dense_pct"), 1),
-                 (f"{r['mse_vs_dense_pct']:+.1f}%" if r.get("mse_vs_dense_pct") is not None else "–")]
+                 (f"{r['mse_vs_dense_pct']:+.1f}%" if r.get("mse_vs_dense_pct") is not None else "–"),
+                 _fmt(m.get("kept_event_share") and 100 * m["kept_event_share"], 1)]
         lines.append("| " + " | ".join(cells) + " |")
     leads = len(rows[0]["metrics"]["mse"])
     for key, title in [("mse", f"MSE [{units}²]"), *[(k[:-5], k[:-5].upper()) for k in csi_keys[:1]]]:
