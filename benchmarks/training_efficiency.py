@@ -94,7 +94,9 @@ def run_dataset(name: str, variants: tuple[str, ...], data_root: str | None, wor
             checkpoint = load_checkpoint(train(run, data=data, progress=False))
             history = checkpoint.metrics["history"]
             scores = validate(checkpoint, test, validation_point(run))
-            final = validate(load_checkpoint(Path(run.train.out_dir) / "last.pt"), test, validation_point(run))
+            selected = next(h["epoch"] for h in history if h["step"] == checkpoint.metrics["selected_step"])
+            final = scores if selected == run.train.epochs else validate(
+                load_checkpoint(Path(run.train.out_dir) / "last.pt"), test, validation_point(run))
             runs[variant].append({
                 "seed": seed, "train_seconds": checkpoint.metrics["train_seconds"],
                 "samples": checkpoint.metrics["samples"], "selection_seconds": checkpoint.metrics["selection_seconds"],
@@ -102,7 +104,7 @@ def run_dataset(name: str, variants: tuple[str, ...], data_root: str | None, wor
                 "test_mae": scores["mae_mean"],
                 "final_test_mse": final["mse_mean"], "final_test_mae": final["mae_mean"],
                 "final_kept_event_share": final.get("kept_event_share"),
-                "selected_epoch": next(h["epoch"] for h in history if h["step"] == checkpoint.metrics["selected_step"]),
+                "selected_epoch": selected,
                 "curve": [(h["train_seconds"], h["val_mse"]) for h in history]})
             print(f"{name} seed {seed} {variant:>14}: {runs[variant][-1]['train_seconds']:7.1f} s, "
                   f"{runs[variant][-1]['samples']:7d} samples, test MSE {scores['mse_mean']:.3f} "
