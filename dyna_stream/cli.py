@@ -118,6 +118,8 @@ def _eval_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sparsities", type=float, nargs="+", default=[0.5, 0.7, 0.9],
                         help="Dyna-Pruner / random operating points sd = sw")
     parser.add_argument("--split", default="test", choices=["train", "val", "test"])
+    parser.add_argument("--dataset", help="score on this data set instead of the checkpoint's own (e.g. radar-knmi, "
+                                          "radar-mrms for a radar model)")
     _runtime_args(parser)
     parser.add_argument("--data-root", help="folder holding the data sets")
     parser.add_argument("--out", required=True, help="report folder (report.md, report.json, importance.png)")
@@ -129,7 +131,7 @@ def _eval(args: argparse.Namespace) -> int:
 
     md_path = run_evaluation(args.checkpoint, dense=args.dense, mp=args.mp, sparsities=tuple(args.sparsities),
                              split=args.split, data_root=args.data_root, out_dir=args.out, engine=args.engine,
-                             device=args.device)
+                             device=args.device, dataset=args.dataset)
     print(md_path)
     return 0
 

@@ -33,6 +33,9 @@ class ModelConfig(_Strict):
         "active", description="training BatchNorm statistics over the kept tiles and channels of each sample "
                               "(consistent at every sparsity), or over the whole batch (plain BatchNorm; "
                               "checkpoints older than this option)")
+    coverage_input: bool = Field(
+        True, description="the mask generator reads the coverage map (where the input has measurements), so "
+                          "it can tell 'no radar' from 'no rain'; checkpoints older than this option: false")
 
 
 DEVICE_FIELD = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
@@ -57,6 +60,11 @@ class TrainConfig(_Strict):
     validation_sparsity: float = Field(0.7, ge=0, lt=1, description="sd (and sw) of the validation point")
     validation_model_sparsity: float | None = Field(None, ge=0, lt=1, description="sw of the validation point "
                                                                                   "(null: validation_sparsity)")
+    objective: Literal["mse", "mse+mae"] = Field(
+        "mse", description="task loss over valid cells; mse+mae adds the MAE (B-MSE + B-MAE with intensity_weights)")
+    intensity_weights: list[tuple[float, float]] = Field(
+        default_factory=list, description="[[threshold, weight], ...] in physical units, ascending: a cell whose "
+                                          "truth reaches a threshold weighs its weight in the task loss (others 1)")
     lambda_data: float = Field(1e-3, ge=0)
     lambda_model: float = Field(1e-3, ge=0)
     lambda_budget: float = Field(1.0, ge=0)
@@ -101,6 +109,16 @@ class TrainConfig(_Strict):
         if self.sample_pruning != "off" and self.epochs is None:
             raise ValueError(f"sample_pruning {self.sample_pruning!r} selects windows per epoch: set train.epochs")
         return self
+
+    @field_validator("intensity_weights")
+    @classmethod
+    def _ascending(cls, value: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        thresholds = [threshold for threshold, _ in value]
+        if thresholds != sorted(thresholds) or len(set(thresholds)) != len(thresholds):
+            raise ValueError(f"intensity_weights thresholds must be strictly ascending, got {thresholds}")
+        if any(weight <= 0 for _, weight in value):
+            raise ValueError("intensity_weights weights must be > 0")
+        return value
 
     @field_validator("sparsity_range", "model_sparsity_range")
     @classmethod

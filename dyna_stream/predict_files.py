@@ -18,8 +18,9 @@ def predict_file(checkpoint: str | Path, input_path: str | Path, *, out_dir: str
                  policy: str = "dyna", engine: str = "auto", device: str = "auto") -> list[Path]:
     """Forecast from the last T_in frames of ``input_path``; returns the files written.
 
-    Writes ``forecast.npz`` (forecast (T_out, C, H, W) and fallback in physical units,
-    importance (H, W), kept_tiles (H, W), input_times, units), ``forecast.png`` and ``importance.png``.
+    Writes ``forecast.npz`` (forecast (T_out, C, H, W) and fallback in physical units, NaN where the
+    input had no measurement; importance (H, W), kept_tiles (H, W), coverage (H, W) bool, input_times,
+    units), ``forecast.png`` and ``importance.png``.
     """
     ckpt = load_checkpoint(checkpoint)
     series = load_path(input_path, variable, units=ckpt.normaliser.units, fill_value=ckpt.fill_value)
@@ -29,13 +30,14 @@ def predict_file(checkpoint: str | Path, input_path: str | Path, *, out_dir: str
     predictor = Predictor(ckpt, data_sparsity=data_sparsity, model_sparsity=model_sparsity, policy=policy,
                           engine=engine, device=device)
     window = series.slice(len(series) - ckpt.t_in, len(series))
-    result = predictor(window.values)
+    result = predictor(window.values, window.valid)
     out_dir = Path(out_dir)
     npz_path, strip_path = out_dir / "forecast.npz", out_dir / "forecast.png"
     importance_path = out_dir / "importance.png"
     write_with(npz_path, lambda tmp: np.savez_compressed(
         tmp, forecast=result.forecast, fallback=result.fallback, importance=result.importance,
-        kept_tiles=result.kept_tiles, input_times=window.times.astype("datetime64[m]").astype(str),
+        kept_tiles=result.kept_tiles, coverage=result.coverage,
+        input_times=window.times.astype("datetime64[m]").astype(str),
         units=np.array(ckpt.normaliser.units)))
     forecast_strip(window.values[:, 0], result.forecast[:, 0], strip_path, units=ckpt.normaliser.units,
                    limits=(ckpt.normaliser.low, ckpt.normaliser.high))

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from .data.registry import DATASETS
-from .data.windows import model_input
+from .data.windows import model_input, pad_to_multiple
 from .errors import ConfigError, DataError
 from .extrapolation import get_extrapolator
 from .model.checkpoint import Checkpoint
@@ -44,14 +44,17 @@ def resolve_engine(engine: str, device: torch.device) -> str:
 
 @dataclass
 class Forecast:
-    """forecast (T_out, C, H, W) physical units; importance S (H, W) ∈ [0, 1]; kept_tiles (H, W) {0, 1};
-    fallback (T_out, C, H, W) the extrapolation pruned tiles took; macs: backbone MACs executed."""
+    """forecast (T_out, C, H, W) physical units, NaN where the input had no measurement; importance
+    S (H, W) ∈ [0, 1]; kept_tiles (H, W) {0, 1}; fallback (T_out, C, H, W) the extrapolation pruned
+    tiles took (NaN outside coverage too); macs: backbone MACs executed; coverage (H, W) bool: cells
+    where every input frame has a measurement (False: "no data", distinct from "no echo")."""
 
     forecast: np.ndarray
     importance: np.ndarray
     kept_tiles: np.ndarray
     fallback: np.ndarray
     macs: float
+    coverage: np.ndarray | None = None
 
 
 def _checked_sparsity(name: str, value: float) -> float:
@@ -116,31 +119,40 @@ class Predictor:
         return self.checkpoint.t_in
 
     @torch.no_grad()
-    def __call__(self, frames: np.ndarray) -> Forecast:
-        """frames : (T_in, C, H, W) physical units, invalid cells at the checkpoint's fill value."""
+    def __call__(self, frames: np.ndarray, valid: np.ndarray | None = None) -> Forecast:
+        """frames : (T_in, C, H, W) physical units; NaN (or ``valid`` False, same shape) marks cells
+        without a measurement: the model sees the fill value there, keeps no tile that holds only
+        such cells, and the forecast is NaN where any input frame had no measurement."""
         ckpt = self.checkpoint
         expected = (ckpt.t_in, ckpt.model.channels)
         if frames.ndim != 4 or frames.shape[:2] != expected:
             raise DataError(f"input window has shape {frames.shape}; this model needs (T_in={expected[0]}, "
                             f"C={expected[1]}, H, W) — pass the latest {expected[0]} frames")
-        if not np.isfinite(frames).all():
-            raise DataError("input window holds NaN or infinite values; fill invalid cells with the fill value "
-                            f"{ckpt.fill_value:g} {ckpt.normaliser.units}")
-        frames = frames.astype(np.float32)
+        if np.isinf(frames).any():
+            raise DataError("input window holds infinite values; mark cells without a measurement with NaN")
+        measured = ~np.isnan(frames) if valid is None else np.asarray(valid, bool) & ~np.isnan(frames)
+        if not measured.any():
+            raise DataError("input window has no measured cell (all NaN); nothing to forecast from")
+        frames = np.where(measured, frames, np.float32(ckpt.fill_value)).astype(np.float32)
         fallback = self.extrapolate(frames, ckpt.t_out, ckpt.fill_value)
         multiple, fill = ckpt.model.tile_size, ckpt.fill_value
+        coverage = pad_to_multiple(measured.all(axis=0).any(axis=0, keepdims=True), multiple, False)
         return self.run_normalised(model_input(frames, ckpt.normaliser, multiple, fill),
-                                   model_input(fallback, ckpt.normaliser, multiple, fill), frames.shape[-2:])
+                                   model_input(fallback, ckpt.normaliser, multiple, fill), frames.shape[-2:],
+                                   torch.from_numpy(coverage))
 
     @torch.no_grad()
-    def run_normalised(self, frames: torch.Tensor, fallback: torch.Tensor, size: tuple[int, int]) -> Forecast:
-        """Model inputs already normalised and padded, (T_in, C, Hp, Wp) and (T_out, C, Hp, Wp);
-        ``size`` = the unpadded (H, W) the outputs are cropped to; every output is in physical units."""
+    def run_normalised(self, frames: torch.Tensor, fallback: torch.Tensor, size: tuple[int, int],
+                       coverage: torch.Tensor | None = None) -> Forecast:
+        """Model inputs already normalised and padded, (T_in, C, Hp, Wp) and (T_out, C, Hp, Wp), and
+        the coverage (1, Hp, Wp) bool (None: everything measured); ``size`` = the unpadded (H, W) the
+        outputs are cropped to; every output is in physical units, NaN outside coverage."""
         ckpt = self.checkpoint
         height, width = size
         frames, fallback = frames.to(self.device), fallback.to(self.device)
         options = {"policy": self.policy, "data_sparsity": self.data_sparsity,
-                   "model_sparsity": self.model_sparsity, "mask_failure": self.mask_failure}
+                   "model_sparsity": self.model_sparsity, "mask_failure": self.mask_failure,
+                   "coverage": None if coverage is None else coverage[None].to(self.device)}
         if self.sparse is not None:
             prediction = self.sparse(frames[None], fallback[None], **options)
             macs = float(prediction.accounting[0].macs)
@@ -151,8 +163,12 @@ class Predictor:
                            *self.value_range)
         spatial = prediction.masks.spatial(tuple(prediction.forecast.shape[-2:]))
         kept = np.ones((height, width), np.float32) if spatial is None else _host(spatial[0, 0, :height, :width])
-        return Forecast(forecast, _host(prediction.importance_map[0, 0, :height, :width]), kept,
-                        ckpt.normaliser.inverse(_host(fallback[..., :height, :width])), macs)
+        extrapolated = ckpt.normaliser.inverse(_host(fallback[..., :height, :width]))
+        covered = None if coverage is None else _host(coverage[0, :height, :width])
+        if covered is not None and not covered.all():
+            forecast, extrapolated = (np.where(covered, a, np.float32(np.nan)) for a in (forecast, extrapolated))
+        return Forecast(forecast, _host(prediction.importance_map[0, 0, :height, :width]), kept, extrapolated, macs,
+                        covered)
 
 
 def _host(tensor: torch.Tensor) -> np.ndarray:

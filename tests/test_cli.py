@@ -23,11 +23,30 @@ def test_predict_on_the_bundled_sample_writes_forecast_and_importance(tmp_path):
     with np.load(tmp_path / "forecast.npz") as result:
         assert result["forecast"].shape == (6, 1, 306, 190)
         assert result["importance"].shape == (306, 190)
-        assert 0.25 < result["kept_tiles"].mean() < 0.35           # sd = 0.7 keeps 30% of the tiles
+        coverage, kept = result["coverage"], result["kept_tiles"] > 0
+        assert 0.6 < coverage.mean() < 0.9                          # FMI: ~24 % of the grid has no radar
+        assert not (kept & ~coverage).any() or _tiles_touch(kept & ~coverage, coverage)
+        covered_tiles = _tile_any(coverage).sum()
+        assert 0.25 < _tile_any(kept).sum() / covered_tiles < 0.35   # sd = 0.7 keeps 30 % of the covered tiles
         assert str(result["units"]) == "dBZ" and len(result["input_times"]) == 6
-        assert result["forecast"].min() >= -32.0 and result["forecast"].max() <= 95.0   # the dBZ scale
+        forecast = result["forecast"]
+        assert np.isnan(forecast[:, 0][:, ~coverage]).all()          # no radar: NaN, never "no rain"
+        assert np.isfinite(forecast[:, 0][:, coverage]).all()
+        assert np.nanmin(forecast) >= -32.0 and np.nanmax(forecast) <= 95.0   # the dBZ scale
     for name in ("forecast.png", "importance.png"):
         assert (tmp_path / name).stat().st_size > 10_000
+
+
+def _tile_any(mask, tile=16):            # the bundled model's tile
+    rows, cols = -(-mask.shape[0] // tile), -(-mask.shape[1] // tile)
+    padded = np.zeros((rows * tile, cols * tile), bool)
+    padded[:mask.shape[0], :mask.shape[1]] = mask
+    return padded.reshape(rows, tile, cols, tile).any(axis=(1, 3))
+
+
+def _tiles_touch(outside, coverage):
+    """Kept pixels outside coverage lie only in tiles that also hold covered cells."""
+    return not (_tile_any(outside) & ~_tile_any(coverage)).any()
 
 
 def test_predict_reads_generic_array_files(tmp_path):

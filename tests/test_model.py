@@ -66,7 +66,8 @@ def test_pruned_channels_are_zero_in_every_block(model):
             continue
         gate = prediction.masks.gates[group][0]
         gate = gate.repeat_interleave(output.shape[1] // gate.numel())      # adjacent channels of one unit
-        assert output[0, gate == 0].abs().max() == 0 and output[0, gate == 1].abs().max() > 0
+        kept = gate > 0.5                       # straight-through gates are 1 only up to rounding
+        assert output[0, ~kept].abs().max() == 0 and output[0, kept].abs().max() > 0
 
 
 def test_gradients_reach_the_mask_generator(model):

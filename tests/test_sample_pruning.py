@@ -219,7 +219,8 @@ def test_pruning_off_leaves_the_step_trainer_bit_identical(tmp_path):
         model.train()
         batch = _batch(data.train, cfg.batch_size, cfg.crop, model.tile_size, generator)
         sd, sw = (float(torch.empty(1).uniform_(*cfg.sparsity_range, generator=generator)) for _ in range(2))
-        prediction = model(batch["frames"], batch["fallback"], data_sparsity=sd, model_sparsity=sw, policy="dyna")
+        prediction = model(batch["frames"], batch["fallback"], coverage=batch["coverage"], data_sparsity=sd,
+                           model_sparsity=sw, policy="dyna")
         loss, _ = dyna_loss(prediction, batch["target"], batch["valid"],
                             weights=LossWeights(cfg.lambda_data, cfg.lambda_model, cfg.lambda_budget),
                             model_sparsity=sw, gate_mode="topk")

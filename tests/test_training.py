@@ -23,7 +23,7 @@ def synthetic_data(config):
 
 
 def test_training_writes_a_loadable_checkpoint_with_history(tmp_path):
-    config = tiny_config(tmp_path)
+    config = tiny_config(tmp_path, "train.select=last")
     path = train(config, progress=False, data=synthetic_data(config))
     checkpoint = load_checkpoint(path)
     assert checkpoint.step == 4 and [h["step"] for h in checkpoint.metrics["history"]] == [2, 4]
@@ -32,9 +32,9 @@ def test_training_writes_a_loadable_checkpoint_with_history(tmp_path):
 
 
 def test_resumed_training_matches_an_uninterrupted_run(tmp_path):
-    straight = tiny_config(tmp_path / "a")
+    straight = tiny_config(tmp_path / "a", "train.select=last")
     reference = load_checkpoint(train(straight, progress=False, data=synthetic_data(straight)))
-    interrupted = tiny_config(tmp_path / "b")
+    interrupted = tiny_config(tmp_path / "b", "train.select=last")
     assert train(interrupted, progress=False, data=synthetic_data(interrupted), stop_at=2).name == "last.pt"
     assert not (tmp_path / "b" / "run" / "model.pt").exists()
     resumed = load_checkpoint(train(interrupted, resume=tmp_path / "b" / "run" / "last.pt", progress=False,

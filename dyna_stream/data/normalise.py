@@ -28,16 +28,21 @@ class Normaliser:
         return max(self.high - self.low, 1e-6)
 
     @classmethod
-    def fit(cls, series: Series) -> Normaliser:
+    def fit(cls, series: Series | list[Series]) -> Normaliser:
+        """Statistics over the valid cells of one series or of several (pooled, same channels and units)."""
+        parts = series if isinstance(series, list) else [series]
+        names = ", ".join(part.name for part in parts)
+        if len({part.shape[1] for part in parts}) > 1 or len({part.units for part in parts}) > 1:
+            raise DataError(f"{names}: series with different channels or units cannot share a normalisation")
         means, stds = [], []
-        for c in range(series.shape[1]):
-            cells = series.values[:, c][series.valid[:, c]]
+        for c in range(parts[0].shape[1]):
+            cells = np.concatenate([part.values[:, c][part.valid[:, c]] for part in parts])
             if cells.size == 0:
-                raise DataError(f"{series.name}: channel {c} has no valid cell to fit normalisation on")
+                raise DataError(f"{names}: channel {c} has no valid cell to fit normalisation on")
             means.append(float(cells.mean()))
             stds.append(float(max(cells.std(), 1e-6)))
-        cells = series.values[series.valid]
-        return cls(tuple(means), tuple(stds), series.units, float(cells.min()), float(cells.max()))
+        cells = np.concatenate([part.values[part.valid] for part in parts])
+        return cls(tuple(means), tuple(stds), parts[0].units, float(cells.min()), float(cells.max()))
 
     def _stats(self) -> tuple[np.ndarray, np.ndarray]:
         shape = (len(self.mean), 1, 1)

@@ -14,12 +14,15 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from .reflectivity import NO_ECHO_DBZ, check_regular, downsample
 from .series import Series
 
+__all__ = ["NO_ECHO_DBZ", "downsample", "read_pgm", "dn_to_dbz", "list_frames", "load_event"]
+
 NODATA_DN = 255
-NO_ECHO_DBZ = -32.0
 MAX_DBZ = (254 - 64) / 2.0   # the largest reflectivity the 8-bit scale can hold
 STEP_MINUTES = 5
+PIXEL_KM = 1.0            # native pixel size of the composite
 _TIMESTAMP = re.compile(r"^(\d{12})_fmi\.radar.*\.pgm(\.gz)?$")
 
 
@@ -70,29 +73,6 @@ def dn_to_dbz(dn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(valid, dbz, np.float32(NO_ECHO_DBZ)), valid
 
 
-def downsample(dbz: np.ndarray, valid: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
-    """Block-mean in linear Z, back to dBZ (DESIGN §7).
-
-    Crops (H, W) to a multiple of ``factor`` from the top-left. A block is no-data when more
-    than half of its pixels are; otherwise it is the mean of Z over its valid pixels.
-
-    Parameters
-    ----------
-    dbz : float32 (H, W), dBZ.   valid : bool (H, W).
-    Returns (dBZ (H//f, W//f), valid (H//f, W//f)).
-    """
-    if factor == 1:
-        return dbz, valid
-    h, w = (dbz.shape[0] // factor) * factor, (dbz.shape[1] // factor) * factor
-    blocks = (h // factor, factor, w // factor, factor)
-    z = np.where(valid, 10.0 ** (dbz.astype(np.float64) / 10.0), 0.0)[:h, :w].reshape(blocks)
-    n_valid = valid[:h, :w].reshape(blocks).sum(axis=(1, 3))
-    mean_z = z.sum(axis=(1, 3)) / np.maximum(n_valid, 1)
-    block_valid = n_valid * 2 >= factor * factor
-    out = np.where(block_valid, 10.0 * np.log10(np.maximum(mean_z, 1e-12)), NO_ECHO_DBZ)
-    return np.maximum(out, NO_ECHO_DBZ).astype(np.float32), block_valid
-
-
 def frame_time(path: Path) -> datetime:
     match = _TIMESTAMP.match(path.name)
     if not match:
@@ -108,10 +88,7 @@ def list_frames(folder: str | Path) -> list[Path]:
     files = sorted(p for p in folder.iterdir() if _TIMESTAMP.match(p.name))
     if not files:
         raise DataError(f"{folder}: no FMI radar files (YYYYMMDDHHMM_fmi.radar...pgm.gz)")
-    times = [frame_time(p) for p in files]
-    steps = {int((b - a).total_seconds() // 60) for a, b in zip(times, times[1:])}
-    if steps - {STEP_MINUTES}:
-        raise DataError(f"{folder}: frames are not every {STEP_MINUTES} min (steps seen: {sorted(steps)} min)")
+    check_regular([frame_time(p) for p in files], STEP_MINUTES, str(folder))
     return files
 
 
@@ -125,4 +102,4 @@ def load_event(folder: str | Path, *, downsample_factor: int = 4) -> Series:
     frames, masks = zip(*(downsample(*dn_to_dbz(dn), downsample_factor) for dn in decoded))
     times = np.array([np.datetime64(frame_time(p), "m") for p in files])
     return Series(np.stack(frames)[:, None], np.stack(masks)[:, None], times, "dBZ", NO_ECHO_DBZ,
-                  f"FMI radar {Path(folder).name}")
+                  f"FMI radar {Path(folder).name}", PIXEL_KM * downsample_factor, STEP_MINUTES)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DataError
-from . import era5, radar_fmi, taxi_nyc
+from . import era5, radar_fmi, radar_sets, taxi_nyc
 from .gridded_files import read_array
 from .series import Series, from_array
 
@@ -21,7 +21,9 @@ class DatasetSpec:
 
     ``fallback`` names the forecast that pruned tiles take (see ``dyna_stream.extrapolation``);
     ``value_range`` is the physically possible (low, high) that forecasts are clipped to
-    (None: unbounded on that side).
+    (None: unbounded on that side). ``load_split`` returns one series or, for data sets made of
+    several sources or regions, a list of them. ``pixel_km`` and ``step_minutes``: the grid's pixel
+    size and time step (None: not a map, or not known).
     """
 
     name: str
@@ -32,22 +34,20 @@ class DatasetSpec:
     csi_thresholds: tuple[float, ...]
     load_split: Callable[[Path, str], Series]
     value_range: tuple[float | None, float | None] = (None, None)
+    pixel_km: float | None = None
+    step_minutes: float | None = None
 
 
-def _radar_split(folder: Path, split: str) -> Series:
-    """Train on the 2016-09-28 event, test on 2017-05-09. Validation: the last 18 frames of the
-    training event (its targets, frames 28–39, are never trained on; train uses frames 0–27)."""
-    if split == "test":
-        return radar_fmi.load_event(folder / "20170509")
-    event = radar_fmi.load_event(folder / "20160928")
-    return event.slice(0, 28) if split == "train" else event.slice(22, len(event))
-
-
+RADAR_THRESHOLDS = (20.0, 30.0, 40.0)          # dBZ: CSI thresholds (moderate, heavy, very heavy rain)
+RADAR_RANGE = (radar_fmi.NO_ECHO_DBZ, radar_fmi.MAX_DBZ)
 DATASETS: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in (
-        DatasetSpec("radar-fmi", "radar_fmi", 6, 6, "advection", (20.0, 30.0, 40.0), _radar_split,
-                    (radar_fmi.NO_ECHO_DBZ, radar_fmi.MAX_DBZ)),
+        *(DatasetSpec(name, folder, 6, 6, "advection", RADAR_THRESHOLDS, splitter, RADAR_RANGE, 4.0, 5.0)
+          for name, folder, splitter in (("radar-fmi", "radar_fmi", radar_sets.fmi_split),
+                                         ("radar-knmi", "radar_knmi", radar_sets.knmi_split),
+                                         ("radar-mrms", "radar_mrms", radar_sets.mrms_split),
+                                         ("radar-multi", ".", radar_sets.multi_split))),
         DatasetSpec("taxi-nyc", "nyc_taxi_flow", 4, 4, "persistence", (), taxi_nyc.load_split, (0.0, None)),
         DatasetSpec("era5-t2m", "era5_t2m_uk", 12, 12, "persistence", (), era5.load_split),
     )
@@ -67,7 +67,17 @@ def default_root() -> Path:
 
 
 def load_split(name: str, split: str, root: str | Path | None = None) -> Series:
-    """Split ``split`` of data set ``name`` from ``root`` (default: :func:`default_root`)."""
+    """Split ``split`` of data set ``name`` from ``root`` (default: :func:`default_root`); for data
+    sets of several parts (sources, regions) see :func:`load_parts`."""
+    parts = load_parts(name, split, root)
+    if len(parts) > 1:
+        raise DataError(f"{name} {split} has {len(parts)} parts ({', '.join(p.name for p in parts)}); "
+                        "load them with load_parts")
+    return parts[0]
+
+
+def load_parts(name: str, split: str, root: str | Path | None = None) -> list[Series]:
+    """Split ``split`` of data set ``name`` as its list of series (one per source or region)."""
     if split not in SPLITS:
         raise DataError(f"split must be one of {SPLITS}, not {split!r}")
     spec = get_dataset(name)
@@ -75,7 +85,8 @@ def load_split(name: str, split: str, root: str | Path | None = None) -> Series:
     if not folder.is_dir():
         raise DataError(f"{name}: folder {folder} not found; pass --data-root (or set ${DEFAULT_ROOT_ENV}) "
                         f"to the folder that holds {spec.folder}/")
-    return spec.load_split(folder, split)
+    loaded = spec.load_split(folder, split)
+    return list(loaded) if isinstance(loaded, list | tuple) else [loaded]
 
 
 def load_path(path: str | Path, variable: str | None = None, *, units: str = "", fill_value: float = 0.0) -> Series:

@@ -1,7 +1,7 @@
 """The in-memory form every loader returns: a gridded time series in physical units."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -21,6 +21,8 @@ class Series:
     fill_value : float, the physical value that stands for "nothing here" (no echo, zero trips);
         used to fill invalid cells and outside-the-domain advection.
     name : str, short description for reports.
+    pixel_km : float or None, the grid's pixel size in km (None: unknown, e.g. a bare array).
+    step_minutes : float or None, minutes between frames (None: unknown).
     """
 
     values: np.ndarray
@@ -29,6 +31,8 @@ class Series:
     units: str
     fill_value: float
     name: str
+    pixel_km: float | None = None
+    step_minutes: float | None = None
 
     def __post_init__(self) -> None:
         if self.values.ndim != 4:
@@ -47,8 +51,8 @@ class Series:
 
     def slice(self, start: int, stop: int) -> Series:
         """Frames ``start:stop`` as a new series (views, no copy)."""
-        return Series(self.values[start:stop], self.valid[start:stop], self.times[start:stop],
-                      self.units, self.fill_value, self.name)
+        return replace(self, values=self.values[start:stop], valid=self.valid[start:stop],
+                       times=self.times[start:stop])
 
 
 def from_array(values: np.ndarray, *, units: str, name: str, fill_value: float = 0.0,

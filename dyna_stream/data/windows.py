@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -43,7 +44,8 @@ class WindowDataset(Dataset):
     Each item is a dict of float32 tensors, normalised, padded bottom/right to a multiple of
     ``multiple`` (pad = the series' fill value, never scored):
       frames (T_in, C, Hp, Wp), fallback (T_out, C, Hp, Wp), target (T_out, C, Hp, Wp),
-      valid (T_out, C, Hp, Wp) bool — where the truth and all T_in inputs are valid (DESIGN §7).
+      valid (T_out, C, Hp, Wp) bool — where the truth and all T_in inputs are valid (DESIGN §7),
+      coverage (1, Hp, Wp) bool — where every input frame has a measurement (in any channel).
     The fallback forecast is computed once per window, in physical units, then normalised.
     """
 
@@ -66,14 +68,33 @@ class WindowDataset(Dataset):
         return self.series.values[index:index + self.t_in]
 
     def physical(self, index: int) -> dict[str, np.ndarray]:
-        """Unpadded physical-unit arrays of window ``index``: frames, fallback, target, valid."""
+        """Unpadded physical-unit arrays of window ``index``: frames, fallback, target, valid, coverage."""
         if not 0 <= index < len(self):
             raise IndexError(index)
         start, split = index, index + self.t_in
         series = self.series
-        valid = series.valid[split:split + self.t_out] & series.valid[start:split].all(axis=0)[None]
+        inputs_valid = series.valid[start:split].all(axis=0)
+        valid = series.valid[split:split + self.t_out] & inputs_valid[None]
         return {"frames": self._inputs(index), "fallback": self.fallbacks[index],
-                "target": series.values[split:split + self.t_out], "valid": valid}
+                "target": series.values[split:split + self.t_out], "valid": valid,
+                "coverage": inputs_valid.any(axis=0, keepdims=True)}
+
+    @property
+    def fill_value(self) -> float:
+        return self.series.fill_value
+
+    @property
+    def channels(self) -> int:
+        return self.series.shape[1]
+
+    @property
+    def parts(self) -> list[WindowDataset]:
+        """The single-series window sets this one is made of: itself (see :class:`ConcatWindows`)."""
+        return [self]
+
+    def size(self, index: int) -> tuple[int, int]:
+        """(H, W) of window ``index`` before padding, pixels."""
+        return self.height, self.width
 
     @property
     def padded_shape(self) -> tuple[int, int]:
@@ -96,6 +117,7 @@ class WindowDataset(Dataset):
         item = {key: torch.from_numpy(self.normaliser.forward(cut(window[key], fill)))
                 for key in ("frames", "fallback", "target")}
         item["valid"] = torch.from_numpy(cut(window["valid"], False))
+        item["coverage"] = torch.from_numpy(cut(window["coverage"], False))
         return item
 
 
@@ -121,3 +143,77 @@ def random_crop_flip(item: dict[str, torch.Tensor], size: int, multiple: int,
             value = value.transpose(-1, -2)
         out[key] = value.contiguous()
     return out
+
+
+class ConcatWindows(Dataset):
+    """The windows of several series (sources, regions, events) as one set: window i is window
+    ``i − offset[p]`` of part p. Parts may have different grids; each window keeps its own.
+
+    Quacks like :class:`WindowDataset` where a consumer goes window by window (``item``,
+    ``physical``, ``size``, training batches of equal crops); every part shares one normaliser,
+    window shape, tile multiple and fill value.
+    """
+
+    def __init__(self, parts: list[WindowDataset]) -> None:
+        if not parts:
+            raise DataError("a window set needs at least one series")
+        first = parts[0]
+        for part in parts[1:]:
+            same = (part.t_in, part.t_out, part.multiple, part.fill_value, part.normaliser, part.channels)
+            if same != (first.t_in, first.t_out, first.multiple, first.fill_value, first.normaliser, first.channels):
+                raise DataError(f"{part.series.name}: windows differ from {first.series.name}'s in shape, tiles, "
+                                "fill value or normalisation; they cannot be trained on together")
+        self._parts = list(parts)
+        self.t_in, self.t_out, self.multiple = first.t_in, first.t_out, first.multiple
+        self.normaliser, self.fill_value, self.channels = first.normaliser, first.fill_value, first.channels
+        self.offsets = np.cumsum([0] + [len(part) for part in parts])
+
+    @property
+    def parts(self) -> list[WindowDataset]:
+        return list(self._parts)
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """Window ``index`` → (part, window index within the part)."""
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        part = int(np.searchsorted(self.offsets, index, side="right") - 1)
+        return part, index - int(self.offsets[part])
+
+    def physical(self, index: int) -> dict[str, np.ndarray]:
+        part, local = self.locate(index)
+        return self._parts[part].physical(local)
+
+    def size(self, index: int) -> tuple[int, int]:
+        part, local = self.locate(index)
+        return self._parts[part].size(local)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return self.item(index)
+
+    def item(self, index: int, box: tuple[int, int, int, int] | None = None) -> dict[str, torch.Tensor]:
+        part, local = self.locate(index)
+        return self._parts[part].item(local, box)
+
+
+def window_set(series: list[Series], *, t_in: int, t_out: int, normaliser: Normaliser, fallback: str,
+               multiple: int) -> WindowDataset | ConcatWindows:
+    """The windows of one series (a :class:`WindowDataset`) or of several (a :class:`ConcatWindows`)."""
+    parts = [WindowDataset(s, t_in=t_in, t_out=t_out, normaliser=normaliser, fallback=fallback, multiple=multiple)
+             for s in series]
+    return parts[0] if len(parts) == 1 else ConcatWindows(parts)
+
+
+def stacked_batches(items: Iterable[dict[str, torch.Tensor]], batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
+    """Stack items into batches of up to ``batch_size``; an item whose grid differs from the batch's
+    (windows of another source) starts a new batch."""
+    batch: list[dict[str, torch.Tensor]] = []
+    for item in items:
+        if batch and (len(batch) == batch_size or item["frames"].shape != batch[0]["frames"].shape):
+            yield {key: torch.stack([b[key] for b in batch]) for key in batch[0]}
+            batch = []
+        batch.append(item)
+    if batch:
+        yield {key: torch.stack([b[key] for b in batch]) for key in batch[0]}

@@ -3,7 +3,10 @@
 Every score averages over *scored cells*: cells where the truth and all input frames are valid.
 MSE and MAE are pooled over all scored cells of a lead (units², units); SSIM is the mean over
 windows of the SSIM map averaged over the scored cells of each (window, lead); CSI counts
-hits / misses / false alarms (forecast and truth ≥ threshold) over all windows, then divides.
+hits / misses / false alarms (forecast and truth ≥ threshold) over all windows, then divides, and
+the frequency bias (hits + false alarms) / (hits + misses) from the same counts says whether a
+forecaster paints too little (< 1: damped intensities) or too much (> 1) above the threshold.
+Forecasts may be NaN outside coverage (never a scored cell).
 """
 from __future__ import annotations
 
@@ -46,6 +49,7 @@ class ForecastScores:
         """forecast, truth (T_out, C, H, W) physical units; valid (T_out, C, H, W) bool."""
         if forecast.shape != truth.shape or truth.shape != valid.shape:
             raise ValueError(f"shapes differ: forecast {forecast.shape}, truth {truth.shape}, valid {valid.shape}")
+        forecast = np.where(np.isnan(forecast), truth, forecast)     # no coverage: never scored, keeps SSIM finite
         error = np.where(valid, forecast - truth, 0.0)
         self.squared += (error**2).sum(axis=(1, 2, 3))
         self.absolute += np.abs(error).sum(axis=(1, 2, 3))
@@ -64,7 +68,7 @@ class ForecastScores:
             self.contingency[i, :, 2] += (predicted & ~observed).sum(axis=(1, 2, 3))
 
     def result(self) -> dict[str, list[float] | float]:
-        """Per-lead lists and their means: mse, mae, ssim, csi@<threshold>."""
+        """Per-lead lists and their means: mse, mae, ssim, csi@<threshold>, bias@<threshold>."""
         cells = np.maximum(self.cells, 1)
         per_lead = {
             "mse": self.squared / cells,
@@ -74,6 +78,7 @@ class ForecastScores:
         for i, threshold in enumerate(self.thresholds):
             hits, misses, false_alarms = self.contingency[i].T
             per_lead[f"csi@{threshold:g}"] = hits / np.maximum(hits + misses + false_alarms, 1)
+            per_lead[f"bias@{threshold:g}"] = (hits + false_alarms) / np.maximum(hits + misses, 1)
         out: dict[str, list[float] | float] = {}
         for name, values in per_lead.items():
             out[name] = [float(v) for v in values]

@@ -13,7 +13,7 @@ from .. import __version__
 from ..atomic import write_text
 from ..data.registry import DatasetSpec
 from ..data.series import Series
-from ..data.windows import WindowDataset
+from ..data.windows import ConcatWindows, WindowDataset, window_set
 from ..model.checkpoint import Checkpoint
 from .figures import importance_figure
 from .runner import Operating, extrapolation_forecasts, model_forecasts, score
@@ -49,17 +49,24 @@ def standard_entries(dyna: Checkpoint, *, dense: Checkpoint | None = None, mp: C
     return entries
 
 
-def cached_windows(spec: DatasetSpec, series: Series, checkpoint: Checkpoint, cache: dict) -> WindowDataset:
-    """The windows of ``series`` as ``checkpoint`` sees them (its normalisation and tile padding),
-    built once per normalisation, tile size and series in ``cache``."""
-    key = (json.dumps(checkpoint.normaliser.to_dict(), sort_keys=True), checkpoint.model.tile_size, id(series))
+def as_parts(series: Series | list[Series]) -> list[Series]:
+    return list(series) if isinstance(series, list | tuple) else [series]
+
+
+def cached_windows(spec: DatasetSpec, series: Series | list[Series], checkpoint: Checkpoint,
+                   cache: dict) -> WindowDataset | ConcatWindows:
+    """The windows of ``series`` (one, or the parts of a multi-source split) as ``checkpoint`` sees
+    them (its normalisation and tile padding), built once per normalisation, tile size and series."""
+    parts = as_parts(series)
+    key = (json.dumps(checkpoint.normaliser.to_dict(), sort_keys=True), checkpoint.model.tile_size,
+           tuple(id(part) for part in parts))
     if key not in cache:
-        cache[key] = WindowDataset(series, t_in=spec.t_in, t_out=spec.t_out, normaliser=checkpoint.normaliser,
-                                   fallback=spec.fallback, multiple=checkpoint.model.tile_size)
+        cache[key] = window_set(parts, t_in=spec.t_in, t_out=spec.t_out, normaliser=checkpoint.normaliser,
+                                fallback=spec.fallback, multiple=checkpoint.model.tile_size)
     return cache[key]
 
 
-def evaluate_entries(spec: DatasetSpec, series: Series, entries: list[Entry]) -> list[dict]:
+def evaluate_entries(spec: DatasetSpec, series: Series | list[Series], entries: list[Entry]) -> list[dict]:
     """Score every entry on every window of ``series``; returns one row dict per entry."""
     cache: dict[str, WindowDataset] = {}
     reference = next((e.checkpoint for e in entries if e.checkpoint is not None), None)
@@ -84,9 +91,11 @@ def evaluate_entries(spec: DatasetSpec, series: Series, entries: list[Entry]) ->
     return rows
 
 
-def importance_panel(spec: DatasetSpec, series: Series, checkpoint: Checkpoint, sparsity: float,
+def importance_panel(spec: DatasetSpec, series: Series | list[Series], checkpoint: Checkpoint, sparsity: float,
                      path: Path) -> int:
-    """Fig. 3 analogue for the test window with the largest future change; returns its index."""
+    """Fig. 3 analogue for the test window with the largest future change (of the first part of a
+    multi-source split); returns its index."""
+    series = as_parts(series)[0]
     windows = WindowDataset(series, t_in=spec.t_in, t_out=spec.t_out, normaliser=checkpoint.normaliser,
                             fallback=spec.fallback, multiple=checkpoint.model.tile_size)
     changes = []
@@ -103,7 +112,7 @@ def importance_panel(spec: DatasetSpec, series: Series, checkpoint: Checkpoint, 
     return best
 
 
-def build_report(spec: DatasetSpec, series: Series, rows: list[dict], *, checkpoints: dict[str, Checkpoint],
+def build_report(spec: DatasetSpec, series: Series | list[Series], rows: list[dict], *, checkpoints: dict[str, Checkpoint],
                  figure: str | None, figure_window: int | None, engine: str = "sparse", device: str = "cpu") -> dict:
     dense = next((r for r in rows if r["method"] == "model" and r["policy"] == "dense"), None)
     for row in rows:
@@ -115,11 +124,12 @@ def build_report(spec: DatasetSpec, series: Series, rows: list[dict], *, checkpo
             row["macs_vs_dense_pct"] = 100.0 * m["macs"] / dense["metrics"]["macs"] if is_model else None
     return {
         "dataset": spec.name,
-        "test_data": f"{series.name}: {len(series)} frames {series.times[0]} – {series.times[-1]} UTC",
+        "test_data": "; ".join(f"{part.name}: {len(part)} frames {part.times[0]} – {part.times[-1]} UTC"
+                               for part in as_parts(series)),
         "window": f"{spec.t_in} → {spec.t_out} frames",
         "engine": engine,
         "device": device,
-        "units": series.units,
+        "units": as_parts(series)[0].units,
         "protocol": ("scores over cells where the truth and all input frames are valid; MSE/MAE pooled over "
                      "those cells per lead; SSIM mean over windows (range = training min–max); CSI from "
                      "hits/misses/false alarms summed over all windows; GMACs = backbone multiply-accumulates "
@@ -144,7 +154,9 @@ def render_markdown(report: dict) -> str:
     rows = report["rows"]
     csi_keys = sorted({k for r in rows for k in r["metrics"] if k.startswith("csi@") and k.endswith("_mean")},
                       key=lambda k: float(k[4:-5]))
+    bias_keys = ["bias" + k[3:] for k in csi_keys[:1]]        # frequency bias at the first threshold
     header = ["forecaster", f"MSE [{units}²]", f"MAE [{units}]", "SSIM", *[k[:-5].upper() for k in csi_keys],
+              *[k[:-5].upper() for k in bias_keys],
               "GMACs", "MACs % dense", "ΔMSE vs dense", "events kept %"]
     lines = [f"# Evaluation: {report['dataset']}", "",
              f"- Test data: {report['test_data']}", f"- Window: {report['window']}",
@@ -155,17 +167,19 @@ def render_markdown(report: dict) -> str:
     for r in rows:
         m = r["metrics"]
         cells = [r["label"], _fmt(m["mse_mean"], 2), _fmt(m["mae_mean"], 3), _fmt(m["ssim_mean"], 3),
-                 *[_fmt(m[k], 3) for k in csi_keys], _fmt(r["gmacs"], 3) if r["method"] == "model" else "–",
+                 *[_fmt(m[k], 3) for k in csi_keys], *[_fmt(m.get(k), 2) for k in bias_keys],
+                 _fmt(r["gmacs"], 3) if r["method"] == "model" else "–",
                  _fmt(r.get("macs_vs_dense_pct"), 1),
                  (f"{r['mse_vs_dense_pct']:+.1f}%" if r.get("mse_vs_dense_pct") is not None else "–"),
                  _fmt(m.get("kept_event_share") and 100 * m["kept_event_share"], 1)]
         lines.append("| " + " | ".join(cells) + " |")
     leads = len(rows[0]["metrics"]["mse"])
-    for key, title in [("mse", f"MSE [{units}²]"), *[(k[:-5], k[:-5].upper()) for k in csi_keys[:1]]]:
+    for key, title in [("mse", f"MSE [{units}²]"), *[(k[:-5], k[:-5].upper()) for k in csi_keys[:1] + bias_keys]]:
         lines += ["", f"## {title} per lead time", "",
                   "| forecaster | " + " | ".join(f"+{i + 1}" for i in range(leads)) + " |",
                   "|---|" + "---|" * leads]
-        lines += ["| " + r["label"] + " | " + " | ".join(_fmt(v, 3) for v in r["metrics"][key]) + " |" for r in rows]
+        lines += ["| " + r["label"] + " | " + " | ".join(_fmt(v, 3) for v in r["metrics"].get(key, [None] * leads))
+                  + " |" for r in rows]
     if report.get("figure"):
         lines += ["", "## Importance map", "",
                   f"Test window {report['figure_window']}: input, importance S, the mean |future change| "

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..data.windows import WindowDataset
+from ..data.windows import ConcatWindows, WindowDataset
 from ..extrapolation import get_extrapolator
 from ..model.checkpoint import Checkpoint
 from ..predictor import Predictor
@@ -41,7 +41,7 @@ class WindowForecast:
     macs: float = 0.0
 
 
-def model_forecasts(checkpoint: Checkpoint, windows: WindowDataset, operating: Operating, *,
+def model_forecasts(checkpoint: Checkpoint, windows: WindowDataset | ConcatWindows, operating: Operating, *,
                     indices: Iterable[int] | None = None, seed: int = 0) -> Iterator[WindowForecast]:
     """Batch-1 forecasts of the windows (default: all), cropped back to the data grid, physical units."""
     predictor = Predictor(checkpoint, data_sparsity=operating.data_sparsity,
@@ -55,19 +55,19 @@ def model_forecasts(checkpoint: Checkpoint, windows: WindowDataset, operating: O
         if operating.input_noise > 0:
             frames = frames + operating.input_noise * torch.randn(frames.shape, generator=noise)
             fallback = fallback + operating.input_noise * torch.randn(fallback.shape, generator=noise)
-        result = predictor.run_normalised(frames, fallback, (windows.height, windows.width))
+        result = predictor.run_normalised(frames, fallback, windows.size(index), item["coverage"])
         yield WindowForecast(index, result.forecast, result.importance, result.kept_tiles, result.macs)
 
 
-def extrapolation_forecasts(windows: WindowDataset, name: str) -> Iterator[WindowForecast]:
+def extrapolation_forecasts(windows: WindowDataset | ConcatWindows, name: str) -> Iterator[WindowForecast]:
     """Persistence or advection forecasts of every window (no model, no MACs counted)."""
     extrapolate = get_extrapolator(name)
     for index in range(len(windows)):
         window = windows.physical(index)
-        yield WindowForecast(index, extrapolate(window["frames"], windows.t_out, windows.series.fill_value))
+        yield WindowForecast(index, extrapolate(window["frames"], windows.t_out, windows.fill_value))
 
 
-def score(windows: WindowDataset, forecasts: Iterator[WindowForecast], *, thresholds: tuple[float, ...],
+def score(windows: WindowDataset | ConcatWindows, forecasts: Iterator[WindowForecast], *, thresholds: tuple[float, ...],
           data_range: float, on_window: Callable[[WindowForecast], None] | None = None) -> dict:
     """Scores of a forecast stream against the windows' truth, plus mean MACs per window and, for
     forecasts with a data mask and data sets with event thresholds, ``kept_event_share``: the share

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..data.registry import get_dataset, load_split
+from ..data.registry import get_dataset, load_parts
+from ..errors import DataError
 from ..model.checkpoint import load_checkpoint
 from ..predictor import resolve_device, resolve_engine
 from .report import build_report, evaluate_entries, importance_panel, standard_entries, write_report
@@ -14,8 +15,10 @@ FIGURE_NAME = "importance.png"
 def run_evaluation(checkpoint: str | Path, *, dense: str | Path | None = None, mp: str | Path | None = None,
                    sparsities: tuple[float, ...] = (0.5, 0.7, 0.9), split: str = "test",
                    data_root: str | Path | None = None, out_dir: str | Path, engine: str = "auto",
-                   device: str = "auto") -> Path:
-    """Returns the path of the Markdown report (JSON and PNG beside it)."""
+                   device: str = "auto", dataset: str | None = None) -> Path:
+    """Returns the path of the Markdown report (JSON and PNG beside it). ``dataset``: score on this
+    data set's split instead of the checkpoint's own (same units and window; e.g. a radar model on
+    radar from another service)."""
     resolved = resolve_device(device)
     engine, device = resolve_engine(engine, resolved), str(resolved)
     dyna = load_checkpoint(checkpoint)
@@ -27,8 +30,13 @@ def run_evaluation(checkpoint: str | Path, *, dense: str | Path | None = None, m
     for name, ckpt in loaded.items():
         if ckpt.dataset != dyna.dataset:
             raise ValueError(f"{name} checkpoint is for {ckpt.dataset}, the Dyna-Pruner one for {dyna.dataset}")
-    spec = get_dataset(dyna.dataset)
-    series = load_split(spec.name, split, data_root if data_root is not None else dyna.config.data.root)
+    spec = get_dataset(dataset or dyna.dataset)
+    if (spec.t_in, spec.t_out) != (dyna.t_in, dyna.t_out):
+        raise DataError(f"{spec.name} forecasts {spec.t_in} → {spec.t_out} frames; the checkpoint "
+                        f"{dyna.t_in} → {dyna.t_out}")
+    series = load_parts(spec.name, split, data_root if data_root is not None else dyna.config.data.root)
+    if series[0].units != dyna.normaliser.units:
+        raise DataError(f"{spec.name} is in {series[0].units}; the checkpoint was trained on {dyna.normaliser.units}")
     entries = standard_entries(dyna, dense=loaded.get("dense"), mp=loaded.get("MP"), sparsities=sparsities,
                                budget=0.7 if 0.7 in sparsities else sparsities[len(sparsities) // 2], engine=engine,
                                device=device)

@@ -44,7 +44,8 @@ def build_model(config: ModelConfig, *, t_in: int, t_out: int, channels: int) ->
     return DynaPruner(backbone=config.backbone, t_in=t_in, t_out=t_out, channels=channels,
                       backbone_kwargs=config.backbone_kwargs, generator_hidden=config.generator_hidden,
                       generator_reduction=config.generator_reduction, gate_mode=config.gate_mode,
-                      unit_pooling=config.unit_pooling, norm_statistics=config.norm_statistics)
+                      unit_pooling=config.unit_pooling, norm_statistics=config.norm_statistics,
+                      coverage_input=config.coverage_input)
 
 
 def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
@@ -69,7 +70,7 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
 
 def _with_legacy_defaults(config: dict) -> dict:
     """Fields added after a checkpoint was written take the value its training really used."""
-    legacy = {"model": {"norm_statistics": "all"}, "train": {"calibrate_norm": False}}
+    legacy = {"model": {"norm_statistics": "all", "coverage_input": False}, "train": {"calibrate_norm": False}}
     for section, defaults in legacy.items():
         values = config.get(section) if isinstance(config, dict) else None
         if isinstance(values, dict):

@@ -13,8 +13,8 @@ from torch import nn
 
 from ..backbones import create_backbone
 from .context import MaskContext
-from .generator import MaskGenerator, summarise
-from .masks import fail_tiles
+from .generator import MaskGenerator
+from .masks import covered_tiles, fail_tiles
 from .norm import NormLevels, write_statistics
 from .policies import GATE_MODES, MaskRequest, get_policy
 
@@ -47,12 +47,14 @@ class DynaPruner(nn.Module):
     unit_pooling : "importance" (unit importance pooled with S: shared S) or "uniform" (ablation).
     norm_statistics : "active" (training BatchNorm statistics over the kept tiles and channels,
         :mod:`dyna_stream.model.norm`) or "all" (over the whole batch, as plain BatchNorm).
+    coverage_input : the mask generator reads the coverage map (where the input has measurements).
+        Whatever this says, a tile without a measured cell is never kept when coverage is passed.
     """
 
     def __init__(self, *, backbone: str, t_in: int, t_out: int, channels: int,
                  backbone_kwargs: dict[str, Any] | None = None, generator_hidden: int = 16,
                  generator_reduction: int = 4, gate_mode: str = "topk", unit_pooling: str = "importance",
-                 norm_statistics: str = "active") -> None:
+                 norm_statistics: str = "active", coverage_input: bool = True) -> None:
         super().__init__()
         if gate_mode not in GATE_MODES:
             raise ValueError(f"gate_mode must be one of {GATE_MODES}, not {gate_mode!r}")
@@ -66,7 +68,8 @@ class DynaPruner(nn.Module):
                                         **(backbone_kwargs or {}))
         units = sum(self.backbone.groups.values())
         self.generator = MaskGenerator(channels=channels, units=units, hidden=generator_hidden,
-                                       reduction=generator_reduction, pooling=unit_pooling)
+                                       reduction=generator_reduction, pooling=unit_pooling,
+                                       coverage_input=coverage_input)
         self.thresholds = nn.Parameter(torch.full((len(self.backbone.groups),), 0.5))
         for name, size in self.backbone.groups.items():
             self.register_buffer(f"static_gate_{name}", torch.ones(size))
@@ -101,26 +104,34 @@ class DynaPruner(nn.Module):
             self.loaded_norm_level = level
 
     def select_masks(self, frames: torch.Tensor, fallback: torch.Tensor, *, data_sparsity: float = 0.0,
-                     model_sparsity: float = 0.0, policy: str = "dyna", mask_failure: float = 0.0
-                     ) -> tuple[torch.Tensor, torch.Tensor, MaskContext]:
+                     model_sparsity: float = 0.0, policy: str = "dyna", mask_failure: float = 0.0,
+                     coverage: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, MaskContext]:
         """Run the mask generator and the policy: S (B, 1, H, W), I (B, units) and the masks.
         ``mask_failure``: share of the kept tiles flipped to pruned at random (robustness tests).
-        With calibrated norm levels, loads the BatchNorm statistics of this point's sw."""
+        ``coverage`` (B, 1, H, W) {0, 1}: where the input has measurements (None: everywhere); S is 0
+        and no tile is kept outside it. With calibrated norm levels, loads the BatchNorm statistics
+        of this point's sw."""
         self.use_norm_level(0.0 if policy == "dense" else model_sparsity)
-        importance_map, unit_importance = self.generator(summarise(frames, fallback))
+        importance_map, unit_importance = self.generator(self.generator.summarise(frames, fallback, coverage))
+        covered = None
+        if coverage is not None:
+            importance_map = importance_map * coverage.to(importance_map.dtype)
+            covered = covered_tiles(coverage, self.tile_size)
         masks = get_policy(policy)(MaskRequest(
             importance_map, unit_importance, data_sparsity, model_sparsity, self.tile_size,
-            self.backbone.groups, self.thresholds, self.static_gates(), self.gate_mode))
+            self.backbone.groups, self.thresholds, self.static_gates(), self.gate_mode, covered))
         if mask_failure > 0:
             masks = MaskContext(fail_tiles(masks.tiles, mask_failure), masks.gates)
         return importance_map, unit_importance, masks
 
     def forward(self, frames: torch.Tensor, fallback: torch.Tensor, *, data_sparsity: float = 0.0,
-                model_sparsity: float = 0.0, policy: str = "dyna", mask_failure: float = 0.0) -> Prediction:
-        """frames (B, T_in, C, H, W), fallback (B, T_out, C, H, W), normalised; H, W multiples of tile_size."""
+                model_sparsity: float = 0.0, policy: str = "dyna", mask_failure: float = 0.0,
+                coverage: torch.Tensor | None = None) -> Prediction:
+        """frames (B, T_in, C, H, W), fallback (B, T_out, C, H, W), normalised; H, W multiples of tile_size;
+        coverage (B, 1, H, W) {0, 1} or None (see :meth:`select_masks`)."""
         importance_map, unit_importance, masks = self.select_masks(
             frames, fallback, data_sparsity=data_sparsity, model_sparsity=model_sparsity, policy=policy,
-            mask_failure=mask_failure)
+            mask_failure=mask_failure, coverage=coverage)
         masks.active_statistics = self.backbone.training and self.norm_statistics == "active"
         correction = self.backbone(masks.concat([frames.flatten(1, 2), fallback.flatten(1, 2)]), masks)
         return Prediction(fallback + correction.reshape(fallback.shape), importance_map, unit_importance, masks)

@@ -52,11 +52,36 @@ def tile_scores(importance_map: torch.Tensor, tile: int) -> torch.Tensor:
     return F.avg_pool2d(importance_map, tile)
 
 
-def tile_mask(importance_map: torch.Tensor, tile: int, sparsity: float) -> torch.Tensor:
-    """Hard data mask on the tile grid (B, 1, Ht, Wt): top ⌈(1−sd)·N⌉ tiles by mean S, STE to S."""
+def covered_tiles(coverage: torch.Tensor, tile: int) -> torch.Tensor:
+    """(B, 1, H, W) {0, 1} coverage (cells with a measurement) → (B, 1, Ht, Wt) bool: tiles holding
+    at least one covered cell."""
+    return F.max_pool2d(coverage.to(torch.float32), tile) > 0
+
+
+def ranked_mask(scores: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Hard {0, 1} mask (B, N) keeping each row's ``keep[b]`` highest scores; ties by index."""
+    order = scores.argsort(dim=1, descending=True, stable=True)
+    ranks = torch.empty_like(order).scatter_(1, order, torch.arange(scores.shape[1], device=scores.device)
+                                             .expand_as(order).contiguous())
+    return (ranks < keep[:, None]).to(scores.dtype)
+
+
+def tile_mask(importance_map: torch.Tensor, tile: int, sparsity: float,
+              covered: torch.Tensor | None = None) -> torch.Tensor:
+    """Hard data mask on the tile grid (B, 1, Ht, Wt): top ⌈(1−sd)·N⌉ tiles by mean S, STE to S.
+
+    With ``covered`` (B, 1, Ht, Wt) bool, only covered tiles compete and N is each sample's count of
+    covered tiles: a tile without a measured cell is never kept (a sample without any keeps none)."""
     scores = tile_scores(importance_map, tile)
     batch, _, rows, cols = scores.shape
-    return topk_ste(scores.reshape(batch, rows * cols), sparsity).reshape(batch, 1, rows, cols)
+    flat = scores.reshape(batch, rows * cols)
+    if covered is None:
+        return topk_ste(flat, sparsity).reshape(batch, 1, rows, cols)
+    inside = covered.reshape(batch, rows * cols)
+    keep = torch.tensor([keep_count(int(n), sparsity) if n else 0 for n in inside.sum(1).tolist()],
+                        device=flat.device)
+    ranked = torch.where(inside, flat.detach(), torch.full_like(flat, -1.0))
+    return straight_through(ranked_mask(ranked, keep) * inside, flat).reshape(batch, 1, rows, cols)
 
 
 def fail_tiles(mask: torch.Tensor | None, fraction: float) -> torch.Tensor | None:

@@ -28,6 +28,7 @@ class MaskRequest:
     thresholds: torch.Tensor
     static_gates: dict[str, torch.Tensor]
     gate_mode: str
+    covered: torch.Tensor | None = None    # (B, 1, Ht, Wt) bool: tiles with a measured cell (None: all)
 
 
 def _split(scores: torch.Tensor, groups: dict[str, int]) -> dict[str, torch.Tensor]:
@@ -38,9 +39,17 @@ def _topk_gates(scores: torch.Tensor, request: MaskRequest) -> dict[str, torch.T
     return {name: topk_ste(part, request.model_sparsity) for name, part in _split(scores, request.groups).items()}
 
 
+def _tiles(scores: torch.Tensor, request: MaskRequest) -> torch.Tensor | None:
+    """The data mask from per-pixel ``scores`` (B, 1, H, W): None keeps every tile (sd = 0 and full
+    coverage); tiles outside coverage are never kept."""
+    covered = None if request.covered is None or bool(request.covered.all()) else request.covered
+    if request.data_sparsity == 0 and covered is None:
+        return None
+    return tile_mask(scores, request.tile_size, request.data_sparsity, covered)
+
+
 def _dyna(request: MaskRequest) -> MaskContext:
-    tiles = (tile_mask(request.importance_map, request.tile_size, request.data_sparsity)
-             if request.data_sparsity > 0 else None)
+    tiles = _tiles(request.importance_map, request)
     if request.gate_mode == "threshold":
         parts = _split(request.unit_importance, request.groups)
         gates = {name: threshold_ste(part, request.thresholds[i]) for i, (name, part) in enumerate(parts.items())}
@@ -56,8 +65,7 @@ def _dense(request: MaskRequest) -> MaskContext:
 
 
 def _random(request: MaskRequest) -> MaskContext:
-    noise_map = torch.rand_like(request.importance_map)
-    tiles = tile_mask(noise_map, request.tile_size, request.data_sparsity) if request.data_sparsity > 0 else None
+    tiles = _tiles(torch.rand_like(request.importance_map), request)
     gates = _topk_gates(torch.rand_like(request.unit_importance), request) if request.model_sparsity > 0 else {}
     return MaskContext(tiles, gates)
 

@@ -474,15 +474,17 @@ class SparseEngine:
 
     @torch.no_grad()
     def __call__(self, frames: torch.Tensor, fallback: torch.Tensor, *, data_sparsity: float = 0.0,
-                 model_sparsity: float = 0.0, policy: str = "dyna", mask_failure: float = 0.0) -> SparseResult:
-        """frames (B, T_in, C, H, W), fallback (B, T_out, C, H, W), normalised; H, W multiples of the tile.
+                 model_sparsity: float = 0.0, policy: str = "dyna", mask_failure: float = 0.0,
+                 coverage: torch.Tensor | None = None) -> SparseResult:
+        """frames (B, T_in, C, H, W), fallback (B, T_out, C, H, W), normalised; H, W multiples of the tile;
+        coverage (B, 1, H, W) {0, 1} or None: tiles without a measured cell never run.
         One call at a time (a lock): mask selection loads the norm level its sw needs into the model,
         and the steps share the engine's buffer pool."""
         model, size = self.model, frames.shape[-2:]
         with self._lock:
             importance_map, _, masks = model.select_masks(frames, fallback, data_sparsity=data_sparsity,
                                                           model_sparsity=model_sparsity, policy=policy,
-                                                          mask_failure=mask_failure)
+                                                          mask_failure=mask_failure, coverage=coverage)
             forecast, accounting = fallback.clone(), []
             for b in range(frames.shape[0]):
                 ctx = self._context(masks, b, size, frames.device)

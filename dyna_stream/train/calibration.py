@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.registry import get_dataset, load_split
-from ..data.windows import WindowDataset
+from ..data.registry import get_dataset, load_parts
+from ..data.windows import ConcatWindows, WindowDataset, stacked_batches, window_set
 from ..model.checkpoint import load_checkpoint, save_checkpoint
 from ..model.dynapruner import DynaPruner
 from ..model.norm import NormLevels, read_statistics, write_statistics
@@ -31,11 +31,10 @@ def _subset(size: int, count: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).permutation(size)[:count])
 
 
-def _batches(data: WindowDataset, indices: np.ndarray, batch_size: int,
+def _batches(data: WindowDataset | ConcatWindows, indices: np.ndarray, batch_size: int,
              device: torch.device) -> Iterator[dict[str, torch.Tensor]]:
-    for start in range(0, len(indices), batch_size):
-        items = [data[int(i)] for i in indices[start:start + batch_size]]
-        yield {key: torch.stack([item[key] for item in items]).to(device) for key in items[0]}
+    for batch in stacked_batches((data[int(i)] for i in indices), batch_size):
+        yield {key: value.to(device) for key, value in batch.items()}
 
 
 @torch.no_grad()
@@ -43,7 +42,7 @@ def _validation_mse(model: DynaPruner, batches: list[dict], data_sparsity: float
     """MSE over the valid cells, normalised units, at (sd, sw)."""
     squared, cells = 0.0, 0.0
     for batch in batches:
-        forecast = model(batch["frames"], batch["fallback"], data_sparsity=data_sparsity,
+        forecast = model(batch["frames"], batch["fallback"], coverage=batch["coverage"], data_sparsity=data_sparsity,
                          model_sparsity=model_sparsity).forecast
         valid = batch["valid"].expand_as(forecast)
         squared += float(((forecast - batch["target"]).square() * valid).sum())
@@ -65,7 +64,8 @@ def _estimate(model: DynaPruner, batches: list[dict], model_sparsity: float,
     try:
         for data_sparsity in data_sparsities:
             for batch in batches:
-                model(batch["frames"], batch["fallback"], data_sparsity=data_sparsity, model_sparsity=model_sparsity)
+                model(batch["frames"], batch["fallback"], coverage=batch["coverage"], data_sparsity=data_sparsity,
+                      model_sparsity=model_sparsity)
     finally:
         model.eval()
         for norm, momentum in zip(norms, momenta):
@@ -73,7 +73,8 @@ def _estimate(model: DynaPruner, batches: list[dict], model_sparsity: float,
     return read_statistics(norms).clone()
 
 
-def calibrate_norm_levels(model: DynaPruner, train: WindowDataset, val: WindowDataset, *,
+def calibrate_norm_levels(model: DynaPruner, train: WindowDataset | ConcatWindows,
+                          val: WindowDataset | ConcatWindows, *,
                           levels: tuple[float, ...] = LEVELS, data_sparsities: tuple[float, ...] = DATA_SPARSITIES,
                           validation_sparsity: float = 0.7, windows: int = 32, batch_size: int = 8,
                           seed: int = 0) -> list[dict]:
@@ -118,10 +119,10 @@ def calibrate_checkpoint(path: str | Path, *, out: str | Path, data_root: str | 
     spec = get_dataset(checkpoint.dataset)
     root = data_root if data_root is not None else checkpoint.config.data.root
 
-    def windows(split: str) -> WindowDataset:
-        return WindowDataset(load_split(spec.name, split, root), t_in=checkpoint.t_in, t_out=checkpoint.t_out,
-                             normaliser=checkpoint.normaliser, fallback=spec.fallback,
-                             multiple=checkpoint.model.tile_size)
+    def windows(split: str) -> WindowDataset | ConcatWindows:
+        return window_set(load_parts(spec.name, split, root), t_in=checkpoint.t_in, t_out=checkpoint.t_out,
+                          normaliser=checkpoint.normaliser, fallback=spec.fallback,
+                          multiple=checkpoint.model.tile_size)
 
     options.setdefault("validation_sparsity", checkpoint.config.train.validation_sparsity)
     rows = calibrate_norm_levels(checkpoint.model, windows("train"), windows("val"), **options)

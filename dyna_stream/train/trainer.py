@@ -16,14 +16,14 @@ from tqdm import tqdm
 from ..config import RunConfig, TrainConfig
 from ..data.normalise import Normaliser
 from ..data.patches import PatchWindows
-from ..data.registry import get_dataset, load_split
+from ..data.registry import get_dataset, load_parts
 from ..data.series import Series
-from ..data.windows import WindowDataset, random_crop_flip
+from ..data.windows import ConcatWindows, WindowDataset, random_crop_flip, window_set
 from ..errors import ConfigError
 from ..evaluate.runner import Operating, model_forecasts, score
 from ..model.checkpoint import Checkpoint, build_model, load_checkpoint, save_checkpoint
 from ..model.dynapruner import DynaPruner
-from ..model.loss import LossWeights, dyna_loss
+from ..model.loss import LossWeights, TaskObjective, dyna_loss
 from ..predictor import resolve_device
 from .calibration import calibrate_norm_levels
 from .distributed import SINGLE_PROCESS, Distributed, from_environment
@@ -38,20 +38,25 @@ class TrainingData:
 
     dataset: str
     normaliser: Normaliser
-    train: WindowDataset
-    val: WindowDataset
+    train: WindowDataset | ConcatWindows
+    val: WindowDataset | ConcatWindows
 
 
-def prepare_data(config: RunConfig, multiple: int, *, train_series: Series | None = None,
-                 val_series: Series | None = None) -> TrainingData:
-    """Load splits (or take the given series), fit normalisation on train, build windows."""
+def prepare_data(config: RunConfig, multiple: int, *, train_series: Series | list[Series] | None = None,
+                 val_series: Series | list[Series] | None = None) -> TrainingData:
+    """Load splits (or take the given series), fit normalisation on train, build windows (one
+    :class:`WindowDataset` per series; several become a :class:`ConcatWindows`)."""
     spec = get_dataset(config.data.name)
-    train_series = train_series if train_series is not None else load_split(spec.name, "train", config.data.root)
-    val_series = val_series if val_series is not None else load_split(spec.name, "val", config.data.root)
-    normaliser = Normaliser.fit(train_series)
-    make = lambda s: WindowDataset(s, t_in=spec.t_in, t_out=spec.t_out, normaliser=normaliser,  # noqa: E731
-                                   fallback=spec.fallback, multiple=multiple)
-    return TrainingData(spec.name, normaliser, make(train_series), make(val_series))
+    train_parts = _as_parts(train_series) or load_parts(spec.name, "train", config.data.root)
+    val_parts = _as_parts(val_series) or load_parts(spec.name, "val", config.data.root)
+    normaliser = Normaliser.fit(train_parts)
+    make = lambda parts: window_set(parts, t_in=spec.t_in, t_out=spec.t_out, normaliser=normaliser,  # noqa: E731
+                                    fallback=spec.fallback, multiple=multiple)
+    return TrainingData(spec.name, normaliser, make(train_parts), make(val_parts))
+
+
+def _as_parts(series: Series | list[Series] | None) -> list[Series] | None:
+    return None if series is None else list(series) if isinstance(series, list | tuple) else [series]
 
 
 def training_samples(config: TrainConfig, windows: WindowDataset) -> WindowDataset | PatchWindows:
@@ -63,6 +68,15 @@ def training_samples(config: TrainConfig, windows: WindowDataset) -> WindowDatas
     tile = windows.multiple
     stride = config.patch_stride or max(tile, config.crop // 2 // tile * tile)
     return PatchWindows(windows, crop=config.crop, stride=stride)
+
+
+def task_objective(config: TrainConfig, normaliser: Normaliser) -> TaskObjective:
+    """``train.objective`` and ``train.intensity_weights`` (physical thresholds, channel 0's
+    normalisation) as the loss's :class:`TaskObjective`."""
+    mean, std = normaliser.mean[0], normaliser.std[0]
+    return TaskObjective(mae=config.objective == "mse+mae",
+                         thresholds=tuple((threshold - mean) / std for threshold, _ in config.intensity_weights),
+                         weights=tuple(weight for _, weight in config.intensity_weights))
 
 
 def _lr_factor(step: int, warmup: int, total: int) -> float:
@@ -121,6 +135,7 @@ class _Session:
         self.history: list[dict] = []
         self.out_dir = Path(cfg.out_dir)
         self.weights = LossWeights(cfg.lambda_data, cfg.lambda_model, cfg.lambda_budget)
+        self.objective = task_objective(cfg, data.normaliser)
         self.device = next(model.parameters()).device
         self.val_point = replace(validation_point(config), device=str(self.device))
         self.started = time.perf_counter()
@@ -139,7 +154,7 @@ class _Session:
     def checkpoint(self, step: int, metrics: dict) -> Checkpoint:
         data = self.data
         return Checkpoint(self.model, self.config, data.normaliser, data.dataset, self.spec.t_in, self.spec.t_out,
-                          data.train.series.fill_value, metrics, step,
+                          data.train.fill_value, metrics, step,
                           training_state={"optimizer": self.optimizer.state_dict(),
                                           "scheduler": self.scheduler.state_dict(),
                                           "generator": self.generator.get_state()})
@@ -154,10 +169,12 @@ class _Session:
         ranges = (cfg.sparsity_range, cfg.model_sparsity_range or cfg.sparsity_range)
         sd, sw = ((float(torch.empty(1).uniform_(*r, generator=self.generator)) for r in ranges)
                   if cfg.policy == "dyna" else (0.0, 0.0))
-        prediction = self.forward(batch["frames"], batch["fallback"], data_sparsity=sd, model_sparsity=sw,
+        prediction = self.forward(batch["frames"], batch["fallback"], coverage=batch["coverage"], data_sparsity=sd,
+                                  model_sparsity=sw,
                                   policy=cfg.policy)
         loss, parts = dyna_loss(prediction, batch["target"], batch["valid"], weights=self.weights,
-                                model_sparsity=sw, gate_mode=self.config.model.gate_mode, sample_weight=sample_weight)
+                                model_sparsity=sw, gate_mode=self.config.model.gate_mode, sample_weight=sample_weight,
+                                objective=self.objective)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -232,7 +249,7 @@ def train(config: RunConfig, *, resume: str | Path | None = None, progress: bool
     spec = get_dataset(config.data.name)
     probe = build_model(config.model, t_in=spec.t_in, t_out=spec.t_out, channels=1)
     data = data or prepare_data(config, probe.tile_size)
-    channels = data.train.series.shape[1]
+    channels = data.train.channels
     model = (init_model or build_model(config.model, t_in=spec.t_in, t_out=spec.t_out, channels=channels)).to(device)
     if cfg.epochs is not None:
         if resume is not None or stop_at is not None:
