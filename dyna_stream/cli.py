@@ -144,6 +144,11 @@ def _predict_args(parser: argparse.ArgumentParser) -> None:
                         help="a folder of FMI radar files or a .npy/.npz/.nc/.h5 array file "
                              "(default: the bundled radar sample)")
     parser.add_argument("--variable", help="variable name inside --input (netCDF, HDF5, npz)")
+    parser.add_argument("--pixel-km", type=float, help="the input's pixel size in km (radar folders know theirs; "
+                        "arrays: default the model's). A whole factor finer is averaged onto the model's grid "
+                        "and back; anything else is refused")
+    parser.add_argument("--step-minutes", type=float, help="minutes between the input's frames (default: the "
+                        "file's, else the model's); another step than the model's is refused")
     parser.add_argument("--sd", type=float, default=0.7, help="data sparsity (share of tiles pruned)")
     parser.add_argument("--sw", type=float, default=0.7, help="model sparsity (share of units pruned)")
     parser.add_argument("--policy", default="dyna", choices=["dyna", "dense", "random", "static"])
@@ -157,7 +162,8 @@ def _predict(args: argparse.Namespace) -> int:
 
     for path in predict_file(args.checkpoint, args.input, out_dir=args.out, variable=args.variable,
                              data_sparsity=args.sd, model_sparsity=args.sw, policy=args.policy,
-                             engine=args.engine, device=args.device):
+                             engine=args.engine, device=args.device, pixel_km=args.pixel_km,
+                             step_minutes=args.step_minutes):
         print(path)
     return 0
 

@@ -189,6 +189,8 @@ class InputConfig(_Strict):
     hwm: int = Field(8, ge=1)
     max_payload_mb: float = Field(256.0, gt=0)
     curve: CurveConfig | None = None
+    pixel_km: float | None = Field(None, gt=0, description="the frames' pixel size, km; null: the model's. "
+                                   "A whole factor finer is averaged onto the model's grid and back")
 
 
 class OutputConfig(_Strict):

@@ -1,6 +1,7 @@
 """``dyna-stream predict``: forecast from the latest frames of a file and write npz + PNGs."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -12,24 +13,35 @@ from .evaluate.figures import forecast_strip, importance_figure
 from .model.checkpoint import load_checkpoint
 from .predictor import Predictor
 
+log = logging.getLogger(__name__)
+
 
 def predict_file(checkpoint: str | Path, input_path: str | Path, *, out_dir: str | Path,
                  variable: str | None = None, data_sparsity: float = 0.7, model_sparsity: float = 0.7,
-                 policy: str = "dyna", engine: str = "auto", device: str = "auto") -> list[Path]:
+                 policy: str = "dyna", engine: str = "auto", device: str = "auto", pixel_km: float | None = None,
+                 step_minutes: float | None = None) -> list[Path]:
     """Forecast from the last T_in frames of ``input_path``; returns the files written.
 
-    Writes ``forecast.npz`` (forecast (T_out, C, H, W) and fallback in physical units, NaN where the
-    input had no measurement; importance (H, W), kept_tiles (H, W), coverage (H, W) bool, input_times,
-    units), ``forecast.png`` and ``importance.png``.
+    ``pixel_km`` / ``step_minutes``: the input's grid (default: what the file says, else the model's);
+    see :class:`~dyna_stream.predictor.Predictor`. Writes ``forecast.npz`` (forecast (T_out, C, H, W)
+    and fallback in physical units, NaN where the input had no measurement; importance (H, W),
+    kept_tiles (H, W), coverage (H, W) bool, input_times ("NaT" when the input has none), units),
+    ``forecast.png`` and ``importance.png``.
     """
     ckpt = load_checkpoint(checkpoint)
     series = load_path(input_path, variable, units=ckpt.normaliser.units, fill_value=ckpt.fill_value)
     if len(series) < ckpt.t_in:
         raise DataError(f"{input_path}: {len(series)} frames, the model needs the latest {ckpt.t_in}")
     ckpt.normaliser.check_channels(series.shape[1])
+    pixel_km = pixel_km if pixel_km is not None else series.pixel_km
+    if pixel_km is None and ckpt.pixel_km is not None:
+        log.warning("%s does not say its pixel size: taken as the model's %g km (pass --pixel-km if not)",
+                    Path(input_path).name, ckpt.pixel_km)
     predictor = Predictor(ckpt, data_sparsity=data_sparsity, model_sparsity=model_sparsity, policy=policy,
-                          engine=engine, device=device)
+                          engine=engine, device=device, input_pixel_km=pixel_km,
+                          input_step_minutes=step_minutes if step_minutes is not None else series.step_minutes)
     window = series.slice(len(series) - ckpt.t_in, len(series))
+    last_time = "time unknown" if np.isnat(window.times[-1]) else f"{window.times[-1]} UTC"
     result = predictor(window.values, window.valid)
     out_dir = Path(out_dir)
     npz_path, strip_path = out_dir / "forecast.npz", out_dir / "forecast.png"
@@ -39,10 +51,11 @@ def predict_file(checkpoint: str | Path, input_path: str | Path, *, out_dir: str
         kept_tiles=result.kept_tiles, coverage=result.coverage,
         input_times=window.times.astype("datetime64[m]").astype(str),
         units=np.array(ckpt.normaliser.units)))
-    forecast_strip(window.values[:, 0], result.forecast[:, 0], strip_path, units=ckpt.normaliser.units,
+    measured = np.where(window.valid, window.values, np.float32(np.nan))
+    forecast_strip(measured[:, 0], result.forecast[:, 0], strip_path, units=ckpt.normaliser.units,
                    limits=(ckpt.normaliser.low, ckpt.normaliser.high))
-    importance_figure(window.values[-1, 0], result.importance, None, result.kept_tiles, importance_path,
+    importance_figure(measured[-1, 0], result.importance, None, result.kept_tiles, importance_path,
                       units=ckpt.normaliser.units,
-                      title=f"{series.name}: last input {window.times[-1]} UTC, "
+                      title=f"{series.name}: last input {last_time}, "
                             f"sd={data_sparsity:g} sw={model_sparsity:g}")
     return [npz_path, strip_path, importance_path]

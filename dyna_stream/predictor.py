@@ -6,7 +6,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .data.reflectivity import reflectivity_adapter
 from .data.registry import DATASETS
+from .data.regrid import GridAdapter, check_step, grid_factor
 from .data.windows import model_input, pad_to_multiple
 from .errors import ConfigError, DataError
 from .extrapolation import get_extrapolator
@@ -77,11 +79,21 @@ class Predictor:
     device : "cpu", "cuda", "cuda:N" or "auto" (default: the GPU if there is one). The model moves
         there; inputs and outputs stay NumPy arrays on the host.
     mask_failure : share of the kept tiles flipped to pruned at random (robustness experiments only).
+    input_pixel_km : the inputs' pixel size in km (None: taken as the model's). An input k times finer
+        than the model's grid is block-averaged onto it (linear Z for reflectivity) and the outputs
+        repeated back onto the input's cells; any other size is refused (DataError).
+    input_step_minutes : minutes between the input frames (None: taken as the model's); another step
+        than the model's is refused.
     """
 
     def __init__(self, checkpoint: Checkpoint, *, data_sparsity: float = 0.7, model_sparsity: float = 0.7,
                  policy: str = "dyna", engine: str = "auto", device: str | torch.device = "auto",
-                 mask_failure: float = 0.0) -> None:
+                 mask_failure: float = 0.0, input_pixel_km: float | None = None,
+                 input_step_minutes: float | None = None) -> None:
+        check_step(input_step_minutes, checkpoint.step_minutes)
+        factor = grid_factor(input_pixel_km, checkpoint.pixel_km)
+        self.grid = (reflectivity_adapter(factor) if checkpoint.normaliser.units == "dBZ"
+                     else GridAdapter(factor, checkpoint.fill_value))
         self.checkpoint, self.policy, self.mask_failure = checkpoint, policy, mask_failure
         self.device = resolve_device(device)
         self.engine = resolve_engine(engine, self.device)
@@ -134,6 +146,22 @@ class Predictor:
         if not measured.any():
             raise DataError("input window has no measured cell (all NaN); nothing to forecast from")
         frames = np.where(measured, frames, np.float32(ckpt.fill_value)).astype(np.float32)
+        if self.grid.factor == 1:
+            return self._forecast(frames, measured)
+        size = frames.shape[-2:]
+        if min(size) < self.grid.factor:
+            raise DataError(f"input grid {size} is smaller than one model pixel ({self.grid.factor} input pixels)")
+        coarse = self._forecast(*self.grid.to_model(frames, measured))
+        fine_coverage = measured.all(axis=0).any(axis=0)
+        coverage = self.grid.to_input(coarse.coverage, size) & fine_coverage
+        forecast, fallback = (np.where(coverage, self.grid.to_input(a, size), np.float32(np.nan))
+                              for a in (coarse.forecast, coarse.fallback))
+        return Forecast(forecast, self.grid.to_input(coarse.importance, size),
+                        self.grid.to_input(coarse.kept_tiles, size), fallback, coarse.macs, coverage)
+
+    def _forecast(self, frames: np.ndarray, measured: np.ndarray) -> Forecast:
+        """frames (T_in, C, H, W) on the model's grid, fill value where ``measured`` is False."""
+        ckpt = self.checkpoint
         fallback = self.extrapolate(frames, ckpt.t_out, ckpt.fill_value)
         multiple, fill = ckpt.model.tile_size, ckpt.fill_value
         coverage = pad_to_multiple(measured.all(axis=0).any(axis=0, keepdims=True), multiple, False)
@@ -164,8 +192,8 @@ class Predictor:
         spatial = prediction.masks.spatial(tuple(prediction.forecast.shape[-2:]))
         kept = np.ones((height, width), np.float32) if spatial is None else _host(spatial[0, 0, :height, :width])
         extrapolated = ckpt.normaliser.inverse(_host(fallback[..., :height, :width]))
-        covered = None if coverage is None else _host(coverage[0, :height, :width])
-        if covered is not None and not covered.all():
+        covered = np.ones((height, width), bool) if coverage is None else _host(coverage[0, :height, :width])
+        if not covered.all():
             forecast, extrapolated = (np.where(covered, a, np.float32(np.nan)) for a in (forecast, extrapolated))
         return Forecast(forecast, _host(prediction.importance_map[0, 0, :height, :width]), kept, extrapolated, macs,
                         covered)

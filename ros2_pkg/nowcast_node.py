@@ -152,7 +152,7 @@ class NowcastNode(LifecycleNode):
         torch.set_num_threads(self.param("threads"))
         checkpoint = load_checkpoint(Path(model_path).expanduser())
         predictor = Predictor(checkpoint, policy=self.param("policy"), engine=self.param("engine"),
-                              device=self.param("device"))
+                              device=self.param("device"), input_pixel_km=self.param("input_pixel_km") or None)
         meter = detect_meter()
         control = ControlConfig(latency_budget_ms=self.param("latency_budget_ms") or None,
                                 power_cap_w=self.param("power_cap_w") or None, confidence=self.param("confidence"),

@@ -58,7 +58,49 @@ def test_predict_reads_generic_array_files(tmp_path):
         assert result["forecast"].shape == (6, 1, 40, 30)
 
 
+def test_predict_at_1km_forecasts_on_the_model_grid_and_back(tmp_path):
+    """The bundled 4 km sample repeated onto 1 km pixels: told its pixel size, predict block-averages
+    it back onto the model's grid, so the forecast equals the 4 km forecast repeated; array inputs
+    without times say so instead of inventing 1970."""
+    from dyna_stream.data.registry import load_path
+
+    sample = load_path(BUNDLED_SAMPLE)
+    fine = np.where(sample.valid, sample.values, np.nan)[:, 0].repeat(4, axis=1).repeat(4, axis=2)
+    np.save(tmp_path / "fine.npy", fine)
+    np.save(tmp_path / "coarse.npy", np.where(sample.valid, sample.values, np.nan)[:, 0])
+    for name, extra in (("coarse", []), ("fine", ["--pixel-km", "1"])):
+        assert main(["-q", "predict", "--input", str(tmp_path / f"{name}.npy"), "--out", str(tmp_path / name),
+                     *extra]) == 0
+    with np.load(tmp_path / "coarse" / "forecast.npz") as coarse, np.load(tmp_path / "fine" / "forecast.npz") as fine:
+        assert fine["forecast"].shape == (6, 1, 306 * 4, 190 * 4)
+        expected = coarse["forecast"].repeat(4, axis=-2).repeat(4, axis=-1)
+        np.testing.assert_allclose(fine["forecast"], expected, atol=1e-3)     # NaN where no coverage, both
+        np.testing.assert_array_equal(fine["coverage"], coarse["coverage"].repeat(4, 0).repeat(4, 1))
+        assert list(fine["input_times"]) == ["NaT"] * 6
+
+
+@pytest.mark.slow
+def test_eval_scores_a_radar_model_on_another_service(tmp_path, data_root):
+    """The FMI-trained bundled model on KNMI's test hours: bias next to CSI, coverage respected."""
+    import json
+
+    assert main(["-q", "eval", "--checkpoint", str(BUNDLED_MODEL), "--dataset", "radar-knmi", "--sparsities", "0.7",
+                 "--data-root", str(data_root), "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["dataset"] == "radar-knmi" and "KNMI" in report["test_data"]
+    rows = {row["label"]: row["metrics"] for row in report["rows"]}
+    flow, model = rows["optical-flow advection"], rows["Dyna-Pruner sd=sw=0.7"]
+    assert 0.9 < flow["bias@20_mean"] < 1.1 and 0 < model["bias@20_mean"] < 2
+    assert model["kept_outside_coverage"] == 0.0
+    assert "BIAS@20" in (tmp_path / "report.md").read_text()
+    assert main(["-q", "eval", "--checkpoint", str(BUNDLED_MODEL), "--dataset", "radar-nowhere",
+                 "--out", str(tmp_path / "x")]) == 2
+
+
 @pytest.mark.parametrize("args, message", [
+    (["--pixel-km", "3"], "not a whole fraction of this model's 4 km pixels"),
+    (["--pixel-km", "8"], "coarser than this model's 4 km pixels"),
+    (["--step-minutes", "2"], "input frames are 2 min apart"),
     (["--input", "/nonexistent/radar"], "input not found"),
     (["--checkpoint", "/nonexistent.pt"], "checkpoint not found"),
     (["--sd", "1.5"], "data sparsity sd must be in [0, 1)"),

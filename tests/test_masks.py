@@ -69,3 +69,20 @@ def test_fail_tiles_prunes_the_stated_share_of_kept_tiles_only():
         assert int(before.sum() - after.sum()) == int(0.25 * before.sum())
         assert (after <= before).all()                       # only kept tiles flip, never the other way
     assert masks.fail_tiles(None, 0.1) is None
+
+
+def test_tiles_without_coverage_never_compete():
+    importance = torch.rand(3, 1, 16, 16, requires_grad=True)
+    coverage = torch.ones(3, 1, 16, 16)
+    coverage[0, :, :, 8:] = 0          # sample 0: right half has no radar
+    coverage[1, :, 0, 0] = 0           # sample 1: one missing cell leaves its tile covered
+    coverage[2] = 0                    # sample 2: no radar at all
+    with torch.no_grad():
+        importance[0, :, :, 8:] = 10.0     # the uncovered tiles would win on importance alone
+    covered = masks.covered_tiles(coverage, 4)
+    assert covered.sum((1, 2, 3)).tolist() == [8, 16, 0]
+    mask = masks.tile_mask(importance, 4, sparsity=0.5, covered=covered)
+    assert mask.sum((1, 2, 3)).tolist() == [masks.keep_count(8, 0.5), masks.keep_count(16, 0.5), 0]
+    assert not (mask.bool() & ~covered).any()
+    mask.sum().backward()                  # straight through to the importance map
+    assert importance.grad.abs().sum() > 0

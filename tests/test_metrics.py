@@ -65,3 +65,28 @@ def test_kept_event_share_counts_event_cells_inside_the_kept_tiles():
     assert share(left) == pytest.approx(expected)
     assert share(1 - left) == pytest.approx(1 - expected)
     assert share(np.ones((32, 32))) == 1.0 and share(None) is None          # no mask: not reported
+
+
+def test_frequency_bias_says_damped_or_overpainted():
+    truth = np.zeros((1, 1, 4, 4), np.float32)
+    truth[..., :2, :] = 30.0                                    # 8 event cells
+    damped = np.where(np.arange(16).reshape(1, 1, 4, 4) < 4, 30.0, 0.0).astype(np.float32)   # paints 4 of them
+    scores = ForecastScores(1, (20.0,), data_range=10.0)
+    scores.update(damped, truth, np.ones_like(truth, bool))
+    assert scores.result()["bias@20"] == [pytest.approx(0.5)]
+    scores.update(np.full_like(truth, 30.0), truth, np.ones_like(truth, bool))   # 8 hits + 8 false alarms
+    assert scores.result()["bias@20_mean"] == pytest.approx((4 + 16) / 16)
+    nan_outside = np.where(truth > 0, truth, np.nan).astype(np.float32)
+    clean = ForecastScores(1, (20.0,), data_range=10.0)
+    clean.update(nan_outside, truth, truth > 0)                  # NaN only where nothing is scored
+    assert clean.result()["mse_mean"] == 0 and np.isfinite(clean.result()["ssim_mean"])
+
+
+def test_kept_tiles_outside_coverage_are_counted_per_tile():
+    from dyna_stream.evaluate.runner import kept_tiles_outside
+
+    kept, coverage = np.zeros((8, 12), np.float32), np.zeros((8, 12), bool)
+    coverage[:, :5] = True                       # tiles of 4: columns 0-3 covered, 4-7 partly, 8-11 not
+    kept[:4, :] = 1                              # three kept tiles in the top row
+    assert kept_tiles_outside(kept, coverage, 4) == (1, 3)
+    assert kept_tiles_outside(kept[:6, :10], coverage[:6, :10], 4) == (1, 3)   # ragged edges pad as uncovered

@@ -49,10 +49,14 @@ def test_foreign_grids_are_resized_or_rejected_with_the_fix():
     np.testing.assert_allclose(lenient.window()[0][0, 0], 3.0)
 
 
-def test_grid_comes_from_the_first_frame_and_nan_is_refused():
+def test_grid_comes_from_the_first_frame_nan_is_no_coverage_and_inf_is_refused():
     buffer = RingBuffer(2, 1)
     buffer.push(np.zeros((5, 7)), 0)
     assert buffer.frame_shape == (1, 5, 7)
-    with pytest.raises(DataError, match="NaN"):
-        buffer.push(np.full((5, 7), np.nan), 1)
+    with pytest.raises(DataError, match="infinite"):
+        buffer.push(np.full((5, 7), np.inf), 1)
     assert len(buffer) == 1
+    partial = np.zeros((5, 7))
+    partial[:, 4:] = np.nan                    # outside the sensor's coverage
+    buffer.push(partial, 2)
+    assert len(buffer) == 2 and np.isnan(buffer.window()[0][-1, 0, :, 4:]).all()

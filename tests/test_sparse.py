@@ -228,3 +228,29 @@ def test_bundled_model_sparse_equals_masked_on_real_radar():
                           for engine in ("masked", "sparse"))
         assert np.abs(sparse.forecast - masked.forecast).max() <= 1e-3     # dBZ; 1e-4 normalised × std
         assert 0 < (sparse.kept_tiles == 0).mean() or sparsity == 0
+
+
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+@pytest.mark.parametrize("sparsity", [0.0, 0.7])
+def test_sparse_matches_masked_where_radar_coverage_ends(backbone, sparsity):
+    """Partial coverage: both engines agree, no kept tile lies outside coverage, uncovered tiles cost
+    nothing; a window without coverage keeps no tile and returns its fallback."""
+    model = randomised(backbone)
+    frames, fallback = torch.randn(2, 3, 1, 48, 64), torch.randn(2, 2, 1, 48, 64)
+    coverage = torch.ones(2, 1, 48, 64)
+    coverage[0, :, :, 40:] = 0
+    coverage[1] = 0
+    with torch.no_grad():
+        reference = model(frames, fallback, data_sparsity=sparsity, model_sparsity=sparsity, coverage=coverage)
+    result = SparseEngine(model)(frames, fallback, data_sparsity=sparsity, model_sparsity=sparsity,
+                                 coverage=coverage)
+    assert (result.forecast - reference.forecast).abs().max() <= 1e-4
+    tiles = result.masks.tiles
+    outside = F.max_pool2d(coverage, model.tile_size) == 0
+    assert tiles[0][outside[0]].sum() == 0 and tiles[0].sum() > 0
+    assert tiles[1].sum() == 0 and result.accounting[1].macs == 0
+    torch.testing.assert_close(result.forecast[1], fallback[1])
+    gathered = [SparseEngine(model, strategy="windows")(frames, fallback, data_sparsity=sparsity,
+                                                        model_sparsity=sparsity, coverage=c).accounting[0].macs
+                for c in (coverage, None)]
+    assert gathered[0] < gathered[1]          # gathering: the uncovered tiles' windows are never computed

@@ -60,9 +60,10 @@ def test_real_radar_through_publisher_node_and_client_matches_offline(tmp_path):
     stamps = list(frame_stamps(series, 0))
     for update in updates:
         newest = stamps.index(update.stamp_ns)
-        expected = offline(series.values[newest - 5:newest + 1])
+        expected = offline(series.values[newest - 5:newest + 1], series.valid[newest - 5:newest + 1])
         assert update.forecast.shape == (6, 1, 306, 190) and update.units == "dBZ"
-        np.testing.assert_allclose(update.forecast, expected.forecast, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(update.forecast, expected.forecast, rtol=0, atol=1e-6)   # NaN: no coverage
+        assert np.isnan(update.forecast[0, 0]).mean() == pytest.approx(1 - expected.coverage.mean())
         np.testing.assert_allclose(update.importance, expected.importance, rtol=0, atol=1e-6)
         assert update.info["data_sparsity"] == 0.7 and update.info["latency_ms"] > 0
 
@@ -85,7 +86,7 @@ def test_malformed_messages_are_counted_and_the_node_keeps_serving(tmp_path):
                [b"frame", msgpack.packb({**good_header, "shape": [16, 16]}),
                 np.zeros((16, 16), np.float32).tobytes()],
                [b"frame", msgpack.packb({**good_header, "stamp_ns": 5}),
-                np.full((32, 48), np.nan, np.float32).tobytes()]]
+                np.full((32, 48), np.inf, np.float32).tobytes()]]                   # NaN is "no coverage", inf bad
         for message in bad:
             sender.send_multipart(message)
         for t in range(7):
@@ -343,3 +344,18 @@ def test_a_gap_after_a_window_is_marked_never_yields_a_partial_window():
     time.sleep(0.3)
     pipeline.stop()
     assert seen == [3] and pipeline.stats().get("inference_errors", 0) == 0
+
+
+def test_node_refuses_frames_at_a_pixel_size_it_cannot_map(tmp_path):
+    frames_in, forecasts_out = endpoints(tmp_path)
+    config = load_config(None, [f"input.endpoint={frames_in}", f"output.endpoint={forecasts_out}",
+                                "input.pixel_km=3"], schema=NodeConfig)
+    with pytest.raises(DataError, match="not a whole fraction of this model's 4 km pixels"):
+        Node(config, context=zmq.Context())
+    fine = load_config(None, [f"input.endpoint={frames_in}", f"output.endpoint={forecasts_out}",
+                              "input.pixel_km=1"], schema=NodeConfig)
+    node = Node(fine, context=zmq.Context())
+    try:
+        assert node.predictor.grid.factor == 4
+    finally:
+        node.stop()

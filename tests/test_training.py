@@ -132,3 +132,24 @@ def test_fixed_point_and_single_mask_training_draw_what_the_config_says(tmp_path
     assert seen and set(seen) == {(0.5, 0.0)}
     point = validation_point(config)
     assert (point.policy, point.data_sparsity, point.model_sparsity) == ("dyna", 0.5, 0.0)
+
+
+def test_intensity_weighted_objective_weighs_cells_by_their_truth():
+    from dyna_stream.config import load_config
+    from dyna_stream.data.normalise import Normaliser
+    from dyna_stream.model.loss import MSE
+    from dyna_stream.train.trainer import task_objective
+
+    config = load_config(None, ["train.objective=mse+mae", "train.intensity_weights=[[20, 2], [30, 5]]"]).train
+    normaliser = Normaliser(mean=(10.0,), std=(10.0,), low=-32.0, high=95.0, units="dBZ")
+    objective = task_objective(config, normaliser)
+    assert objective.mae and objective.thresholds == (1.0, 2.0) and objective.weights == (2.0, 5.0)
+    target = torch.tensor([0.0, 1.0, 2.5, 0.0]).reshape(1, 1, 1, 1, 4)        # 10, 20, 35 dBZ, no data
+    forecast = target - 1.0                                                   # every cell 1 unit low
+    valid = torch.tensor([True, True, True, False]).reshape(1, 1, 1, 1, 4)
+    assert objective.per_sample(forecast, target, valid).item() == pytest.approx((1 + 2 + 5) * 2 / (1 + 2 + 5))
+    damped = target.clone()
+    damped[..., 2] = 0.0                                                      # the storm cell painted as calm
+    assert objective.per_sample(damped, target, valid) > 2 * MSE.per_sample(damped, target, valid)
+    with pytest.raises(ConfigError, match="ascending"):
+        load_config(None, ["train.intensity_weights=[[30, 2], [20, 5]]"])

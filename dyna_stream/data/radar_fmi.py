@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .reflectivity import NO_ECHO_DBZ, check_regular, downsample
+from .reflectivity import NO_ECHO_DBZ, check_regular, downsample, event_files
 from .series import Series
 
 __all__ = ["NO_ECHO_DBZ", "downsample", "read_pgm", "dn_to_dbz", "list_frames", "load_event"]
@@ -82,12 +82,7 @@ def frame_time(path: Path) -> datetime:
 
 def list_frames(folder: str | Path) -> list[Path]:
     """The radar files of one event, in time order; raises if the folder has none or has gaps."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"radar folder not found: {folder}; point data.root at the folder holding radar_fmi/")
-    files = sorted(p for p in folder.iterdir() if _TIMESTAMP.match(p.name))
-    if not files:
-        raise DataError(f"{folder}: no FMI radar files (YYYYMMDDHHMM_fmi.radar...pgm.gz)")
+    files = event_files(folder, _TIMESTAMP, "FMI radar", "YYYYMMDDHHMM_fmi.radar...pgm.gz", "radar_fmi")
     check_regular([frame_time(p) for p in files], STEP_MINUTES, str(folder))
     return files
 

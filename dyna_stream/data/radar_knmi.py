@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .reflectivity import NO_ECHO_DBZ, check_regular, downsample, rate_to_dbz
+from .reflectivity import NO_ECHO_DBZ, check_regular, downsample, event_files, rate_to_dbz
 from .series import Series
 
 STEP_MINUTES = 5
@@ -67,13 +67,7 @@ def read_frame(path: str | Path) -> tuple[np.ndarray, np.ndarray, datetime]:
 
 def list_frames(folder: str | Path) -> list[Path]:
     """The KNMI files of one event, in time order; raises if the folder has none."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"radar folder not found: {folder}; point data.root at the folder holding radar_knmi/")
-    files = sorted(p for p in folder.iterdir() if _FILE_NAME.match(p.name))
-    if not files:
-        raise DataError(f"{folder}: no KNMI radar files (RAD_NL25_RAP_5min_YYYYMMDDHHMM.h5)")
-    return files
+    return event_files(folder, _FILE_NAME, "KNMI radar", "RAD_NL25_RAP_5min_YYYYMMDDHHMM.h5", "radar_knmi")
 
 
 def load_event(folder: str | Path, *, downsample_factor: int = 4) -> Series:

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..atomic import write_with
 from ..errors import DataError
-from .reflectivity import NO_ECHO_DBZ, check_regular, downsample, interpolate_in_time, rate_to_dbz
+from .reflectivity import NO_ECHO_DBZ, check_regular, downsample, event_files, interpolate_in_time, rate_to_dbz
 from .series import Series
 
 NATIVE_STEP_MINUTES = 2
@@ -91,13 +91,7 @@ def read_frame(path: str | Path, box: Box | None = None) -> tuple[np.ndarray, np
 
 def list_frames(folder: str | Path) -> list[Path]:
     """The MRMS files of one event, in time order; raises if the folder has none."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"radar folder not found: {folder}; point data.root at the folder holding radar_mrms/")
-    files = sorted(p for p in folder.iterdir() if _FILE_NAME.match(p.name))
-    if not files:
-        raise DataError(f"{folder}: no MRMS files (PrecipRate_00.00_YYYYMMDD-HHMMSS.grib2)")
-    return files
+    return event_files(folder, _FILE_NAME, "MRMS", "PrecipRate_00.00_YYYYMMDD-HHMMSS.grib2", "radar_mrms")
 
 
 def resample_in_time(frames: np.ndarray, valid: np.ndarray, times: list[datetime], step_minutes: float

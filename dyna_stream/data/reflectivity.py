@@ -5,7 +5,12 @@ Shapes: (H, W) or (..., H, W) arrays; dBZ float32; validity bool of the same sha
 """
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
+
+from .regrid import GridAdapter, block_mean
 
 NO_ECHO_DBZ = -32.0            # "no echo": what dBZ holds where there is coverage but no rain
 MIN_RAIN_MM_H = 0.1            # rain rates below this are "no echo" (KNMI, MRMS)
@@ -32,37 +37,15 @@ def z_to_dbz(z: np.ndarray) -> np.ndarray:
 
 
 def downsample(dbz: np.ndarray, valid: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
-    """Block mean in linear Z over ``factor`` × ``factor`` pixels, back to dBZ.
-
-    Crops (H, W) to a multiple of ``factor`` from the top-left. A block is no-data when more
-    than half of its pixels are; otherwise it is the mean of Z over its valid pixels.
-
-    Parameters
-    ----------
-    dbz : float32 (..., H, W), dBZ.   valid : bool (..., H, W).
-    Returns (dBZ (..., H//f, W//f), valid (..., H//f, W//f)).
-    """
-    if factor == 1:
-        return dbz, valid
-    lead = dbz.shape[:-2]
-    h, w = (dbz.shape[-2] // factor) * factor, (dbz.shape[-1] // factor) * factor
-    blocks = (*lead, h // factor, factor, w // factor, factor)
-    axes = (len(lead) + 1, len(lead) + 3)
-    z = np.where(valid, dbz_to_z(dbz), 0.0)[..., :h, :w].reshape(blocks)
-    n_valid = valid[..., :h, :w].reshape(blocks).sum(axis=axes)
-    mean_z = z.sum(axis=axes) / np.maximum(n_valid, 1)
-    block_valid = n_valid * 2 >= factor * factor
-    return np.where(block_valid, z_to_dbz(mean_z), np.float32(NO_ECHO_DBZ)), block_valid
+    """Block mean in linear Z over ``factor`` × ``factor`` pixels, back to dBZ (see
+    :func:`~dyna_stream.data.regrid.block_mean`: top-left crop, a block is no-data when more than
+    half of its pixels are). dbz float32 (..., H, W), valid bool (..., H, W) → (..., H//f, W//f) each."""
+    return block_mean(dbz, valid, factor, fill_value=NO_ECHO_DBZ, to_linear=dbz_to_z, from_linear=z_to_dbz)
 
 
-def upsample(values: np.ndarray, factor: int, size: tuple[int, int]) -> np.ndarray:
-    """Block repetition of (..., h, w) by ``factor``, cropped or edge-padded to ``size`` = (H, W):
-    each fine pixel takes its block's value (the inverse of :func:`downsample` for a uniform block)."""
-    if factor == 1 and values.shape[-2:] == tuple(size):
-        return values
-    fine = values.repeat(factor, axis=-2).repeat(factor, axis=-1)[..., :size[0], :size[1]]
-    pad = [(0, 0)] * (fine.ndim - 2) + [(0, size[0] - fine.shape[-2]), (0, size[1] - fine.shape[-1])]
-    return np.pad(fine, pad, mode="edge") if any(p[1] for p in pad[-2:]) else fine
+def reflectivity_adapter(factor: int) -> GridAdapter:
+    """Input grid ↔ model grid for dBZ: block means in linear Z."""
+    return GridAdapter(factor, NO_ECHO_DBZ, dbz_to_z, z_to_dbz)
 
 
 def interpolate_in_time(before: np.ndarray, after: np.ndarray, weight: float) -> np.ndarray:
@@ -82,3 +65,17 @@ def check_regular(times: list, step_minutes: float, where: str) -> None:
     if steps - {float(step_minutes)}:
         raise DataError(f"{where}: frames are not every {step_minutes:g} min "
                         f"(steps seen: {sorted(steps)} min); one event must be gap-free")
+
+
+def event_files(folder: str | Path, pattern: re.Pattern, source: str, naming: str, root_folder: str) -> list[Path]:
+    """The files of one radar event whose names match ``pattern``, sorted by name (= by time);
+    raises DataError naming ``source``'s file ``naming`` when the folder is missing or has none."""
+    from ..errors import DataError
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"radar folder not found: {folder}; point data.root at the folder holding {root_folder}/")
+    files = sorted(p for p in folder.iterdir() if pattern.match(p.name))
+    if not files:
+        raise DataError(f"{folder}: no {source} files ({naming})")
+    return files

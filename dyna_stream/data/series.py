@@ -77,5 +77,5 @@ def from_array(values: np.ndarray, *, units: str, name: str, fill_value: float =
         raise DataError(f"{name}: every value is NaN or infinite")
     array = np.where(valid, array, np.float32(fill_value))
     if times is None:
-        times = np.arange(array.shape[0]).astype("datetime64[m]")
+        times = np.full(array.shape[0], np.datetime64("NaT", "m"))     # unknown: said so, never invented
     return Series(array, valid, times, units, float(fill_value), name)

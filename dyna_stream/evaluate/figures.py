@@ -1,5 +1,8 @@
 """Figures: the importance map beside its input and the future change (the paper's Fig. 3),
-and forecast strips. Written atomically as PNG."""
+and forecast strips. Written atomically as PNG.
+
+NaN in a data panel means "no coverage" (no measurement) and is drawn in light grey, apart from
+every value of the colour scale (the lowest of which is "no echo" on radar)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,6 +14,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..atomic import write_with  # noqa: E402
+
+NO_COVERAGE = "lightgrey"
+
+
+def _colours(name: str, bad: str = NO_COVERAGE) -> matplotlib.colors.Colormap:
+    """Colour map ``name`` with NaN drawn in ``bad``."""
+    return matplotlib.colormaps[name].with_extremes(bad=bad)
 
 
 def _save(figure: plt.Figure, path: str | Path) -> None:
@@ -26,12 +36,13 @@ def importance_figure(last_frame: np.ndarray, importance: np.ndarray, change: np
     change : mean |truth − last frame| over the forecast leads (units), or None when the future
     is unknown.  kept_tiles : {0, 1} data mask at pixel resolution, or None.
     """
-    panels = [(last_frame, f"input, last frame [{units}]", "viridis", None),
-              (importance, "importance S", "magma", (0.0, 1.0))]
+    panels = [(last_frame, f"input, last frame [{units}]", _colours("viridis"), None),
+              (importance, "importance S", _colours("magma"), (0.0, 1.0))]
     if change is not None:
-        panels.append((change, f"|future change| [{units}]", "inferno", None))
+        panels.append((change, f"|future change| [{units}]", _colours("inferno"), None))
     if kept_tiles is not None:
-        panels.append((np.where(kept_tiles > 0, importance, np.nan), "kept tiles (S shown)", "magma", (0.0, 1.0)))
+        panels.append((np.where(kept_tiles > 0, importance, np.nan), "kept tiles (S shown, white: pruned)",
+                       _colours("magma", "white"), (0.0, 1.0)))
     figure, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 4.2), squeeze=False)
     for axis, (image, label, cmap, limits) in zip(axes[0], panels):
         shown = axis.imshow(image, cmap=cmap, vmin=None if limits is None else limits[0],
@@ -50,7 +61,7 @@ def forecast_strip(inputs: np.ndarray, forecast: np.ndarray, path: str | Path, *
     """Rows: inputs (T_in, H, W), forecast (T_out, H, W) and optionally truth (T_out, H, W)."""
     rows = [("input", inputs), ("forecast", forecast)] + ([("truth", truth)] if truth is not None else [])
     cols = max(len(r[1]) for r in rows)
-    low, high = limits or (float(min(r[1].min() for r in rows)), float(max(r[1].max() for r in rows)))
+    low, high = limits or (float(min(np.nanmin(r[1]) for r in rows)), float(max(np.nanmax(r[1]) for r in rows)))
     figure, axes = plt.subplots(len(rows), cols, figsize=(1.9 * cols, 2.6 * len(rows)), squeeze=False)
     for r, (label, frames) in enumerate(rows):
         for c in range(cols):
@@ -58,9 +69,11 @@ def forecast_strip(inputs: np.ndarray, forecast: np.ndarray, path: str | Path, *
             axis.set_xticks([])
             axis.set_yticks([])
             if c < len(frames):
-                shown = axis.imshow(frames[c], cmap="viridis", vmin=low, vmax=high)
+                shown = axis.imshow(frames[c], cmap=_colours("viridis"), vmin=low, vmax=high)
                 axis.set_title(f"{label} {c + 1}", fontsize=8)
             else:
                 axis.axis("off")
     figure.colorbar(shown, ax=axes, fraction=0.02, pad=0.01, label=units)
+    if any(np.isnan(r[1]).any() for r in rows):
+        figure.suptitle(f"grey: no coverage (no measurement); {low:g} {units}: lowest value", fontsize=9)
     _save(figure, path)

@@ -112,8 +112,9 @@ def importance_panel(spec: DatasetSpec, series: Series | list[Series], checkpoin
     return best
 
 
-def build_report(spec: DatasetSpec, series: Series | list[Series], rows: list[dict], *, checkpoints: dict[str, Checkpoint],
-                 figure: str | None, figure_window: int | None, engine: str = "sparse", device: str = "cpu") -> dict:
+def build_report(spec: DatasetSpec, series: Series | list[Series], rows: list[dict], *,
+                 checkpoints: dict[str, Checkpoint], figure: str | None, figure_window: int | None,
+                 engine: str = "sparse", device: str = "cpu") -> dict:
     dense = next((r for r in rows if r["method"] == "model" and r["policy"] == "dense"), None)
     for row in rows:
         m = row["metrics"]
@@ -132,9 +133,11 @@ def build_report(spec: DatasetSpec, series: Series | list[Series], rows: list[di
         "units": as_parts(series)[0].units,
         "protocol": ("scores over cells where the truth and all input frames are valid; MSE/MAE pooled over "
                      "those cells per lead; SSIM mean over windows (range = training min–max); CSI from "
-                     "hits/misses/false alarms summed over all windows; GMACs = backbone multiply-accumulates "
+                     "hits/misses/false alarms summed over all windows, BIAS = (hits + false alarms) / "
+                     "(hits + misses) from the same counts (< 1: too little painted); GMACs = backbone multiply-accumulates "
                      "per window executed for the kept tiles and channels (mask generator excluded); events "
-                     "kept = share of the cells at or above the first CSI threshold inside the kept tiles"),
+                     "kept = share of the cells at or above the first CSI threshold inside the kept tiles; "
+                     "kept tiles outside coverage = share of kept tiles without one measured cell"),
         "rows": rows,
         "checkpoints": {name: {"version": c.version, "step": c.step,
                                "train_seconds": c.metrics.get("train_seconds"),
@@ -157,7 +160,7 @@ def render_markdown(report: dict) -> str:
     bias_keys = ["bias" + k[3:] for k in csi_keys[:1]]        # frequency bias at the first threshold
     header = ["forecaster", f"MSE [{units}²]", f"MAE [{units}]", "SSIM", *[k[:-5].upper() for k in csi_keys],
               *[k[:-5].upper() for k in bias_keys],
-              "GMACs", "MACs % dense", "ΔMSE vs dense", "events kept %"]
+              "GMACs", "MACs % dense", "ΔMSE vs dense", "events kept %", "kept tiles outside coverage %"]
     lines = [f"# Evaluation: {report['dataset']}", "",
              f"- Test data: {report['test_data']}", f"- Window: {report['window']}",
              f"- Scoring: {report['protocol']}.",
@@ -171,7 +174,8 @@ def render_markdown(report: dict) -> str:
                  _fmt(r["gmacs"], 3) if r["method"] == "model" else "–",
                  _fmt(r.get("macs_vs_dense_pct"), 1),
                  (f"{r['mse_vs_dense_pct']:+.1f}%" if r.get("mse_vs_dense_pct") is not None else "–"),
-                 _fmt(m.get("kept_event_share") and 100 * m["kept_event_share"], 1)]
+                 _fmt(m.get("kept_event_share") and 100 * m["kept_event_share"], 1),
+                 _fmt(None if "kept_outside_coverage" not in m else 100 * m["kept_outside_coverage"], 1)]
         lines.append("| " + " | ".join(cells) + " |")
     leads = len(rows[0]["metrics"]["mse"])
     for key, title in [("mse", f"MSE [{units}²]"), *[(k[:-5], k[:-5].upper()) for k in csi_keys[:1] + bias_keys]]:

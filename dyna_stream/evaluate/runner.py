@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..data.windows import ConcatWindows, WindowDataset
+from ..data.windows import ConcatWindows, WindowDataset, pad_to_multiple
 from ..extrapolation import get_extrapolator
 from ..model.checkpoint import Checkpoint
 from ..predictor import Predictor
@@ -39,6 +39,15 @@ class WindowForecast:
     importance: np.ndarray | None = None
     kept_tiles: np.ndarray | None = None
     macs: float = 0.0
+    tiles: tuple[int, int] = (0, 0)       # (kept tiles holding no covered cell, kept tiles)
+
+
+def kept_tiles_outside(kept: np.ndarray, coverage: np.ndarray, tile: int) -> tuple[int, int]:
+    """kept (H, W) {0, 1} at cell resolution, coverage (H, W) bool → (kept tiles without a single
+    covered cell, kept tiles) on the model's ``tile`` grid."""
+    kept_tiles, covered_tiles = (pad_to_multiple(a[None], tile, False)[0].reshape(
+        -(-a.shape[0] // tile), tile, -(-a.shape[1] // tile), tile).any(axis=(1, 3)) for a in (kept > 0, coverage))
+    return int((kept_tiles & ~covered_tiles).sum()), int(kept_tiles.sum())
 
 
 def model_forecasts(checkpoint: Checkpoint, windows: WindowDataset | ConcatWindows, operating: Operating, *,
@@ -56,7 +65,8 @@ def model_forecasts(checkpoint: Checkpoint, windows: WindowDataset | ConcatWindo
             frames = frames + operating.input_noise * torch.randn(frames.shape, generator=noise)
             fallback = fallback + operating.input_noise * torch.randn(fallback.shape, generator=noise)
         result = predictor.run_normalised(frames, fallback, windows.size(index), item["coverage"])
-        yield WindowForecast(index, result.forecast, result.importance, result.kept_tiles, result.macs)
+        tiles = kept_tiles_outside(result.kept_tiles, result.coverage, checkpoint.model.tile_size)
+        yield WindowForecast(index, result.forecast, result.importance, result.kept_tiles, result.macs, tiles)
 
 
 def extrapolation_forecasts(windows: WindowDataset | ConcatWindows, name: str) -> Iterator[WindowForecast]:
@@ -72,13 +82,15 @@ def score(windows: WindowDataset | ConcatWindows, forecasts: Iterator[WindowFore
     """Scores of a forecast stream against the windows' truth, plus mean MACs per window and, for
     forecasts with a data mask and data sets with event thresholds, ``kept_event_share``: the share
     of event cells (valid truth ≥ the first threshold, all leads) inside the kept tiles — how much of
-    the weather the model was allowed to correct (near 0: the mask keeps calm regions)."""
+    the weather the model was allowed to correct (near 0: the mask keeps calm regions), and
+    ``kept_outside_coverage``: the share of kept tiles that hold no covered cell (should be 0)."""
     scores = ForecastScores(windows.t_out, thresholds, data_range)
-    macs, events = [], np.zeros(2)                # events: cells inside kept tiles, all cells
+    macs, events, tiles = [], np.zeros(2), np.zeros(2)   # events: cells inside kept tiles, all cells
     for item in forecasts:
         truth = windows.physical(item.index)
         scores.update(item.forecast, truth["target"], truth["valid"])
         macs.append(item.macs)
+        tiles += item.tiles
         if item.kept_tiles is not None and thresholds:
             event = (truth["target"] >= thresholds[0]) & truth["valid"]
             events += ((event * item.kept_tiles).sum(), event.sum())
@@ -88,4 +100,6 @@ def score(windows: WindowDataset | ConcatWindows, forecasts: Iterator[WindowFore
     result["macs"] = float(np.mean(macs)) if macs else 0.0
     if events[1] > 0:
         result["kept_event_share"] = float(events[0] / events[1])
+    if tiles[1] > 0:
+        result["kept_outside_coverage"] = float(tiles[0] / tiles[1])
     return result

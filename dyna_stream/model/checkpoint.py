@@ -38,6 +38,8 @@ class Checkpoint:
     step: int = 0
     version: str = __version__
     training_state: dict[str, Any] = field(default_factory=dict)
+    pixel_km: float | None = None          # the grid it was trained at (None: not a map, or unknown)
+    step_minutes: float | None = None      # minutes between its frames (None: unknown)
 
 
 def build_model(config: ModelConfig, *, t_in: int, t_out: int, channels: int) -> DynaPruner:
@@ -64,6 +66,7 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
         "state_dict": checkpoint.model.state_dict(),
         "norm_levels": None if checkpoint.model.norm_levels is None else checkpoint.model.norm_levels.to_payload(),
         "training_state": checkpoint.training_state,
+        "grid": {"pixel_km": checkpoint.pixel_km, "step_minutes": checkpoint.step_minutes},
     }
     write_with(path, lambda tmp: torch.save(payload, tmp))
 
@@ -106,6 +109,20 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
         raise CheckpointError(f"{path}: checkpoint does not match this code "
                               f"({type(exc).__name__}: {exc})") from None
     model.eval()
+    pixel_km, step_minutes = _grid(payload)
     return Checkpoint(model, config, normaliser, str(payload["dataset"]), t_in, t_out, fill_value,
                       dict(payload.get("metrics", {})), int(payload.get("step", 0)),
-                      str(payload.get("version", "?")), dict(payload.get("training_state", {})))
+                      str(payload.get("version", "?")), dict(payload.get("training_state", {})),
+                      pixel_km, step_minutes)
+
+
+def _grid(payload: dict) -> tuple[float | None, float | None]:
+    """(pixel km, step minutes) the model was trained at; checkpoints written before they were
+    recorded take their data set's (the registry knows every built-in one)."""
+    from ..data.registry import DATASETS
+
+    grid = payload.get("grid")
+    if isinstance(grid, dict):
+        return grid.get("pixel_km"), grid.get("step_minutes")
+    spec = DATASETS.get(str(payload.get("dataset")))
+    return (spec.pixel_km, spec.step_minutes) if spec else (None, None)

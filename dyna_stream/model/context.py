@@ -100,7 +100,7 @@ class MaskContext:
         """Channel weights (B, C) from the mean of masked features (B, C, h, w) over the kept pixels."""
         self.record(unit, x.shape[-2:])
         kept_pixels = self.tile_fraction(x.shape[0], x.device) * x.shape[-2] * x.shape[-1]
-        return unit.dense(x.sum((2, 3)) / kept_pixels[:, None])
+        return unit.dense(x.sum((2, 3)) / kept_pixels.clamp_min(1.0)[:, None])   # no kept tile: 0, not 0/0
 
     def pointwise(self, fn: Callable[..., torch.Tensor | tuple[torch.Tensor, ...]], *inputs: torch.Tensor | None,
                   group: str | None = None) -> torch.Tensor | tuple[torch.Tensor, ...]:

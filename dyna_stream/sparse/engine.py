@@ -487,6 +487,9 @@ class SparseEngine:
                                                           mask_failure=mask_failure, coverage=coverage)
             forecast, accounting = fallback.clone(), []
             for b in range(frames.shape[0]):
+                if masks.tiles is not None and not masks.tiles[b].any():
+                    accounting.append(Accounting())     # nothing kept (e.g. no coverage): the fallback, free
+                    continue
                 ctx = self._context(masks, b, size, frames.device)
                 ctx.base = forecast[b:b + 1].flatten(1, 2)      # the readout adds its tiles onto it, in place
                 try:

@@ -81,7 +81,8 @@ class Node:
         checkpoint = load_checkpoint(config.model or BUNDLED_MODEL)
         self.predictor = Predictor(checkpoint, data_sparsity=operating.data_sparsity,
                                    model_sparsity=operating.model_sparsity, policy=operating.policy,
-                                   engine=operating.engine, device=operating.device)
+                                   engine=operating.engine, device=operating.device,
+                                   input_pixel_km=config.input.pixel_km)
         policy = BufferPolicy(int(config.buffer.period_s * 1e9), config.buffer.max_gap_periods, config.buffer.resize)
         buffer = RingBuffer(checkpoint.t_in, checkpoint.model.channels, config.buffer.grid, policy)
         context = context or zmq.Context.instance()

@@ -98,8 +98,8 @@ class RingBuffer:
         if newest is not None and stamp_ns < newest and not jump:
             return Push.OUT_OF_ORDER
         fitted, resized = self._fit(frame)
-        if not np.isfinite(fitted).all():
-            raise DataError("frame holds NaN or infinite values; send the fill value for missing cells")
+        if np.isinf(fitted).any():
+            raise DataError("frame holds infinite values; send NaN for cells without a measurement")
         outcome = Push.RESIZED if resized else Push.ACCEPTED
         if jump:
             self.clear()

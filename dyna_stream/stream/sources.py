@@ -31,16 +31,21 @@ class Frame:
 
 def frame_stamps(series: Series, loop_index: int) -> np.ndarray:
     """Acquisition stamps (ns) of the series' frames, shifted by whole replays so they keep rising."""
-    stamps = series.times.astype("datetime64[ns]").astype(np.int64)
+    times = series.times
+    if np.isnat(times).any():          # an array without times: one frame a step (or a minute) from 0
+        step = np.timedelta64(int((series.step_minutes or 1) * 60), "s")
+        times = np.datetime64(0, "s") + np.arange(len(times)) * step
+    stamps = times.astype("datetime64[ns]").astype(np.int64)
     span = int(stamps[-1] - stamps[0]) + (int(stamps[1] - stamps[0]) if len(stamps) > 1 else 1)
     return stamps + loop_index * span
 
 
 def series_frames(series: Series, *, loops: int = 1, frame_id: str = "sensor") -> Iterator[Frame]:
-    """The frames of a loaded series with their real acquisition stamps (invalid cells = fill value)."""
+    """The frames of a loaded series with their real acquisition stamps; cells without a measurement
+    (outside radar coverage) are NaN, as the wire protocol says."""
     for loop_index in range(loops):
-        for values, stamp in zip(series.values, frame_stamps(series, loop_index)):
-            yield Frame(values, int(stamp), frame_id)
+        for values, valid, stamp in zip(series.values, series.valid, frame_stamps(series, loop_index)):
+            yield Frame(np.where(valid, values, np.float32(np.nan)), int(stamp), frame_id)
 
 
 def file_frames(uri: str, *, variable: str | None = None, loops: int = 1, frame_id: str = "sensor") -> Iterator[Frame]:

@@ -154,8 +154,8 @@ class _Session:
     def checkpoint(self, step: int, metrics: dict) -> Checkpoint:
         data = self.data
         return Checkpoint(self.model, self.config, data.normaliser, data.dataset, self.spec.t_in, self.spec.t_out,
-                          data.train.fill_value, metrics, step,
-                          training_state={"optimizer": self.optimizer.state_dict(),
+                          data.train.fill_value, metrics, step, pixel_km=self.spec.pixel_km,
+                          step_minutes=self.spec.step_minutes, training_state={"optimizer": self.optimizer.state_dict(),
                                           "scheduler": self.scheduler.state_dict(),
                                           "generator": self.generator.get_state()})
 
