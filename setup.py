@@ -1,7 +1,8 @@
 """Setuptools entry; metadata lives in setup.cfg. The data files make the repo root an
 ament_python package (``colcon build``): package index marker, package.xml, launch files, configs.
-python_requires stays here as a string: colcon reads setup() metadata through repr(), which a
-setup.cfg-parsed SpecifierSet breaks."""
+python_requires stays here as a string: colcon reads the metadata of the call below through repr(),
+which a setup.cfg-parsed SpecifierSet breaks. (This text must not name the call with its parentheses:
+colcon then takes the file for a setup.cfg-only package and skips the data files.)"""
 from glob import glob
 
 from setuptools import setup

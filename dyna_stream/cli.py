@@ -187,7 +187,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     def shutdown(signum, frame):
         raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, shutdown)
+    for signum in (signal.SIGTERM, signal.SIGINT):   # SIGINT too: a shell starts background jobs with it ignored
+        signal.signal(signum, shutdown)
     if args.duration:
         threading.Timer(args.duration, node.stop).start()
     try:

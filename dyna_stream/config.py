@@ -166,7 +166,17 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     try:
         return schema.model_validate(tree)
     except ValidationError as exc:
-        raise ConfigError(f"invalid configuration{f' in {path}' if path else ''}:\n{exc}") from None
+        raise ConfigError(f"invalid configuration{f' in {path}' if path else ''}: {describe(exc)}") from None
+
+
+def describe(error: ValidationError) -> str:
+    """A pydantic error as one line: each bad field, what is wrong and the value given."""
+    parts = []
+    for item in error.errors(include_url=False):
+        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        given = f" (got {item['input']!r})" if not isinstance(item.get("input"), dict | list) else ""
+        parts.append(f"{where}: {item['msg']}{given}")
+    return "; ".join(parts)
 
 
 class CurveConfig(_Strict):

@@ -28,6 +28,8 @@ def predict_file(checkpoint: str | Path, input_path: str | Path, *, out_dir: str
     kept_tiles (H, W), coverage (H, W) bool, input_times ("NaT" when the input has none), units),
     ``forecast.png`` and ``importance.png``.
     """
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise DataError(f"--out {out_dir} is a file; name a folder (it is created if missing)")
     ckpt = load_checkpoint(checkpoint)
     series = load_path(input_path, variable, units=ckpt.normaliser.units, fill_value=ckpt.fill_value)
     if len(series) < ckpt.t_in:

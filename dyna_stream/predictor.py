@@ -127,6 +127,17 @@ class Predictor:
                 "engine": self.engine, "device": str(self.device)}
 
     @property
+    def input_limits(self) -> tuple[float, float]:
+        """(low, high) physical values an input may hold: the data set's range (else the training
+        data's) widened by half its span on each side. Beyond that a frame is in other units,
+        wrongly scaled or corrupt (radar: −95.5 … 158.5 dBZ)."""
+        normaliser = self.checkpoint.normaliser
+        low, high = (normaliser.low if self.value_range[0] is None else self.value_range[0],
+                     normaliser.high if self.value_range[1] is None else self.value_range[1])
+        margin = (high - low) / 2
+        return low - margin, high + margin
+
+    @property
     def t_in(self) -> int:
         return self.checkpoint.t_in
 

@@ -166,7 +166,7 @@ class NowcastNode(LifecycleNode):
             self.get_logger().warning("power_cap_w is ignored: no power meter found on this machine")
         grid = (self.param("grid_height"), self.param("grid_width"))
         policy = BufferPolicy(int(self.param("frame_period_s") * 1e9), self.param("max_gap_periods"),
-                              self.param("resize"))
+                              self.param("resize"), predictor.input_limits)
         buffer = RingBuffer(checkpoint.t_in, checkpoint.model.channels, grid if all(grid) else None, policy)
         return Runtime(ControlledPredictor(predictor, controller, meter), controller, buffer,
                        InputScaling(self.param("input_scale"), self.param("input_offset")),

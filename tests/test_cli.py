@@ -124,3 +124,26 @@ def test_nowcast_node_without_ros_says_what_is_missing():
     run = subprocess.run([sys.executable, "-c", "from ros2_pkg.entry import main; main()"], capture_output=True,
                          text=True, timeout=60, cwd=REPO)
     assert run.returncode == 1 and "nowcast_node needs ROS 2" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_broken_files_and_values_are_one_line_each(tmp_path):
+    """What a user gets wrong most: an --out that is a file, a corrupt checkpoint or array, a bad
+    --set value: exit 2, one line, no traceback, no unsafe advice (weights_only=False, pickle)."""
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "bad.pt").write_bytes(b"garbage")
+    (tmp_path / "bad.npz").write_bytes(b"garbage")
+    cases = [
+        (["predict", "--out", str(tmp_path / "a_file")], "is a file; name a folder"),
+        (["predict", "--checkpoint", str(tmp_path / "bad.pt"), "--out", str(tmp_path / "o")],
+         "not a loadable checkpoint"),
+        (["predict", "--input", str(tmp_path / "bad.npz"), "--out", str(tmp_path / "o")], "not a NumPy array file"),
+        (["train", "--config", str(REPO / "configs" / "radar_simvp.yaml"), "--set", "train.steps=abc"],
+         "train.steps: Input should be a valid integer"),
+    ]
+    for args, message in cases:
+        run = subprocess.run([sys.executable, "-m", "dyna_stream.cli", "-q", *args], capture_output=True, text=True)
+        lines = run.stderr.strip().splitlines()
+        assert run.returncode == 2 and len(lines) == 1 and message in lines[0], run.stderr
+        assert "weights_only=False" not in run.stderr and "allow_pickle" not in run.stderr
+        assert "errors.pydantic.dev" not in run.stderr
+    assert not (tmp_path / "o").exists()

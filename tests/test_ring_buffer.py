@@ -34,8 +34,21 @@ def test_a_gap_restarts_the_window():
     assert buffer.push(np.zeros((2, 2)), 10 * SECOND) is Push.GAP_RESET
     assert len(buffer) == 1 and not buffer.full
     assert buffer.push(np.zeros((2, 2)), 9 * SECOND) is Push.OUT_OF_ORDER      # late, within the limit
-    assert buffer.push(np.zeros((2, 2)), 1 * SECOND) is Push.GAP_RESET         # clock reset backwards
-    assert buffer.push(np.zeros((2, 2)), 2 * SECOND) is Push.ACCEPTED and len(buffer) == 2
+    buffer.push(np.zeros((2, 2)), 11 * SECOND)
+    assert buffer.push(np.zeros((2, 2)), 1 * SECOND) is Push.OUT_OF_ORDER      # one stray old stamp: dropped
+    assert buffer.push(np.zeros((2, 2)), 12 * SECOND) is Push.ACCEPTED and len(buffer) == 3   # the window lives
+    assert buffer.push(np.zeros((2, 2)), 1 * SECOND) is Push.OUT_OF_ORDER
+    assert buffer.push(np.zeros((2, 2)), 2 * SECOND) is Push.GAP_RESET         # a second, in order: clock reset
+    assert buffer.push(np.zeros((2, 2)), 3 * SECOND) is Push.ACCEPTED and len(buffer) == 2
+
+
+def test_values_outside_the_model_range_are_refused_nan_is_not():
+    buffer = RingBuffer(2, 1, (2, 2), BufferPolicy(limits=(-95.5, 158.5)))
+    for bad in (1e6, -1e6, 3e38, 1e300):
+        with pytest.raises(DataError, match="outside what this model takes|infinite"):
+            buffer.push(np.full((2, 2), bad), 1)
+    assert len(buffer) == 0
+    assert buffer.push(np.array([[np.nan, 20.0], [-32.0, 60.0]]), 2) is Push.ACCEPTED
 
 
 def test_foreign_grids_are_resized_or_rejected_with_the_fix():

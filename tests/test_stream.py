@@ -86,7 +86,11 @@ def test_malformed_messages_are_counted_and_the_node_keeps_serving(tmp_path):
                [b"frame", msgpack.packb({**good_header, "shape": [16, 16]}),
                 np.zeros((16, 16), np.float32).tobytes()],
                [b"frame", msgpack.packb({**good_header, "stamp_ns": 5}),
-                np.full((32, 48), np.inf, np.float32).tobytes()]]                   # NaN is "no coverage", inf bad
+                np.full((32, 48), np.inf, np.float32).tobytes()],                   # NaN is "no coverage", inf bad
+               [b"frame", msgpack.packb({**good_header, "stamp_ns": 6}),
+                np.full((32, 48), 1e6, np.float32).tobytes()],                      # no radar reads a million dBZ
+               [b"framex", msgpack.packb(good_header), frame.tobytes()],           # ZeroMQ matches prefixes
+               [b"frame\x00", msgpack.packb(good_header), frame.tobytes()]]
         for message in bad:
             sender.send_multipart(message)
         for t in range(7):
@@ -99,7 +103,8 @@ def test_malformed_messages_are_counted_and_the_node_keeps_serving(tmp_path):
         sender.close(0)
         node.stop()
     stats = node.pipeline.stats()
-    assert stats["malformed"] == 4 and stats["malformed:protocol"] == 4 and stats["rejected"] == 2
+    assert stats["malformed"] == 6 and stats["malformed:protocol"] == 4 and stats["malformed:topic"] == 2
+    assert stats["rejected"] == 3
     assert len(updates) == 1 and updates[0].forecast.shape == (6, 1, 32, 48)
 
 
@@ -155,12 +160,12 @@ def test_serve_and_publish_commands_run_and_shut_down_cleanly(tmp_path):
     assert "node stopped" in log and "'received': 12" in log
 
 
-def write_video(path, frames=12, size=(48, 32)):
+def write_video(path, frames=12, size=(48, 32), level=255):
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, size)
     assert writer.isOpened()
     for t in range(frames):
         image = np.zeros((size[1], size[0], 3), np.uint8)
-        cv2.circle(image, (5 + 3 * t, 16), 6, (255, 255, 255), -1)
+        cv2.circle(image, (5 + 3 * t, 16), 6, (level, level, level), -1)
         writer.write(image)
     writer.release()
 
@@ -178,7 +183,7 @@ def test_opencv_capture_reads_a_real_video_file(tmp_path):
 def test_node_reads_frames_directly_from_files_and_captures(tmp_path, source):
     if source == "opencv":
         uri = tmp_path / "clip.avi"
-        write_video(uri)
+        write_video(uri, level=50)              # a radar-like clip: 50 "dBZ" storm cells (255 is refused)
     else:
         uri = BUNDLED_SAMPLE
     frames_in, forecasts_out = endpoints(tmp_path)
@@ -359,3 +364,40 @@ def test_node_refuses_frames_at_a_pixel_size_it_cannot_map(tmp_path):
         assert node.predictor.grid.factor == 4
     finally:
         node.stop()
+
+
+def _serve(tmp_path, *extra, **popen):
+    frames_in, forecasts_out = endpoints(tmp_path)
+    return subprocess.Popen([sys.executable, "-m", "dyna_stream.cli", "serve", "--set", f"input.endpoint={frames_in}",
+                             "--set", "input.bind=true", "--set", f"output.endpoint={forecasts_out}", *extra],
+                            stderr=subprocess.PIPE, text=True, **popen)
+
+
+def test_serve_stops_on_sigint_even_when_started_with_it_ignored_and_logs_once(tmp_path):
+    import signal
+
+    # a non-interactive shell starts background jobs with SIGINT ignored; Ctrl-C must still stop the node
+    serve = _serve(tmp_path, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    for line in serve.stderr:
+        if "node up" in line:
+            break
+    serve.send_signal(signal.SIGINT)
+    _, log = serve.communicate(timeout=30)
+    assert serve.returncode == 0 and log.count("node stopped") == 1, log
+    timed = _serve(tmp_path, "--duration", "1")
+    _, log = timed.communicate(timeout=60)
+    assert timed.returncode == 0 and log.count("node stopped") == 1, log
+
+
+def test_a_port_in_use_is_one_line_and_exit_2(tmp_path):
+    holder = zmq.Context().socket(zmq.PUB)
+    port = holder.bind_to_random_port("tcp://127.0.0.1")
+    try:
+        run = subprocess.run([sys.executable, "-m", "dyna_stream.cli", "-q", "serve", "--set",
+                              f"output.endpoint=tcp://127.0.0.1:{port}", "--set", f"input.endpoint=ipc://{tmp_path}/in",
+                              "--set", "input.bind=true"], capture_output=True, text=True, timeout=60)
+    finally:
+        holder.close(0)
+    assert run.returncode == 2, run.stderr
+    assert "cannot bind tcp://127.0.0.1" in run.stderr and "Traceback" not in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1

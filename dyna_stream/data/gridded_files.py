@@ -70,5 +70,7 @@ def read_array(path: str | Path, variable: str | None = None) -> np.ndarray:
     except DataError:
         raise
     except (OSError, ValueError, KeyError) as exc:
-        raise DataError(f"{path.name}: cannot read it ({exc}); is the file complete and of type "
+        reason = ("not a NumPy array file: its bytes would need unpickling, which is never done"
+                  if "pickle" in str(exc) else str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        raise DataError(f"{path.name}: cannot read it ({reason}); is the file complete and of type "
                         f"{path.suffix}?") from None

@@ -134,9 +134,10 @@ def build_report(spec: DatasetSpec, series: Series | list[Series], rows: list[di
         "protocol": ("scores over cells where the truth and all input frames are valid; MSE/MAE pooled over "
                      "those cells per lead; SSIM mean over windows (range = training min–max); CSI from "
                      "hits/misses/false alarms summed over all windows, BIAS = (hits + false alarms) / "
-                     "(hits + misses) from the same counts (< 1: too little painted); GMACs = backbone multiply-accumulates "
-                     "per window executed for the kept tiles and channels (mask generator excluded); events "
-                     "kept = share of the cells at or above the first CSI threshold inside the kept tiles; "
+                     "(hits + misses) from the same counts (< 1: too little painted); GMACs = backbone "
+                     "multiply-accumulates per window executed for the kept tiles and channels (mask "
+                     "generator excluded); events kept = share of the cells at or above the first CSI "
+                     "threshold inside the kept tiles; "
                      "kept tiles outside coverage = share of kept tiles without one measured cell"),
         "rows": rows,
         "checkpoints": {name: {"version": c.version, "step": c.step,

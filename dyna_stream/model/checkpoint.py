@@ -90,7 +90,10 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or unsafe files
-        raise CheckpointError(f"{path}: not a loadable checkpoint ({type(exc).__name__}: {exc})") from None
+        # torch's own text suggests weights_only=False (running code from the file): never pass it on
+        raise CheckpointError(f"{path}: not a loadable checkpoint ({type(exc).__name__}): corrupt, truncated or "
+                              "not a dyna_stream file; checkpoints are read with weights_only=True, never "
+                              "executed") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a dyna_stream checkpoint (no '{FORMAT}' header)")
     if payload.get("format_version") != FORMAT_VERSION:

@@ -43,6 +43,9 @@ class ForecastClient:
             if topic == STATUS_TOPIC:
                 self.status = message.meta
                 continue
+            if topic not in (FORECAST_TOPIC, IMPORTANCE_TOPIC):     # a prefix match ("forecastx")
+                self.malformed += 1
+                continue
             entry = halves.setdefault(message.seq, {})
             entry[topic] = message
             if len(entry) == 2:

@@ -83,7 +83,8 @@ class Node:
                                    model_sparsity=operating.model_sparsity, policy=operating.policy,
                                    engine=operating.engine, device=operating.device,
                                    input_pixel_km=config.input.pixel_km)
-        policy = BufferPolicy(int(config.buffer.period_s * 1e9), config.buffer.max_gap_periods, config.buffer.resize)
+        policy = BufferPolicy(int(config.buffer.period_s * 1e9), config.buffer.max_gap_periods, config.buffer.resize,
+                              self.predictor.input_limits)
         buffer = RingBuffer(checkpoint.t_in, checkpoint.model.channels, config.buffer.grid, policy)
         context = context or zmq.Context.instance()
         self.sink = ZmqResultSink(config.output.endpoint, bind=config.output.bind, hwm=config.output.hwm,
@@ -139,7 +140,9 @@ class Node:
             before = now
 
     def stop(self) -> None:
-        """Close the source, finish the forecast in flight, close the sinks."""
+        """Close the source, finish the forecast in flight, close the sinks (once; later calls return)."""
+        if self._stopped.is_set():
+            return
         self._stopped.set()
         self.source.close()
         self.pipeline.stop()

@@ -22,6 +22,7 @@ MAX_RANK = 4
 MAX_DIM = 16384
 MAX_HEADER_BYTES = 64 * 1024
 DEFAULT_MAX_PAYLOAD_BYTES = 256 * 2**20
+MAX_STAMP_NS = 2**63 - 1        # stamps and sequence numbers are signed 64-bit, never negative
 
 
 class ProtocolError(ValueError):
@@ -85,6 +86,14 @@ def _field(header: dict, name: str, kind: type | tuple[type, ...]) -> Any:
     return value
 
 
+def _counter(header: dict, name: str) -> int:
+    """A non-negative signed 64-bit integer field (``seq``, ``stamp_ns``)."""
+    value = _field(header, name, int)
+    if not 0 <= value <= MAX_STAMP_NS:
+        raise ProtocolError(f"header field {name!r} must be in [0, 2^63), got {value}")
+    return value
+
+
 def decode(frames: list[bytes | memoryview], *, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
            ) -> tuple[str, Message]:
     """Validate and decode a multipart message; returns (topic, message) or raises ProtocolError."""
@@ -96,12 +105,13 @@ def decode(frames: list[bytes | memoryview], *, max_payload_bytes: int = DEFAULT
     except UnicodeDecodeError:
         raise ProtocolError("topic is not UTF-8") from None
     header = _unpack_header(header_raw)
-    if header.get("v") != VERSION:
-        raise ProtocolError(f"protocol version {header.get('v')!r} is not supported (this is v{VERSION})")
+    version = header.get("v")
+    if type(version) is not int or version != VERSION:            # 1.0 and true are not 1
+        raise ProtocolError(f"protocol version {version!r} is not supported (this is the integer {VERSION})")
     kind = _field(header, "kind", str)
     if kind not in KINDS:
         raise ProtocolError(f"kind must be one of {KINDS}, not {kind!r}")
-    message = Message(kind, _field(header, "seq", int), _field(header, "stamp_ns", int),
+    message = Message(kind, _counter(header, "seq"), _counter(header, "stamp_ns"),
                       str(header.get("frame_id", "")), None, str(header.get("units", "")),
                       header.get("meta") if isinstance(header.get("meta"), dict) else {})
     if "shape" not in header:

@@ -15,8 +15,8 @@ class Push(enum.Enum):
 
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"          # same stamp as the newest frame: dropped
-    OUT_OF_ORDER = "out_of_order"    # older than the newest frame (within the gap limit): dropped
-    GAP_RESET = "gap_reset"          # accepted, but a gap or clock jump (either way) emptied the window first
+    OUT_OF_ORDER = "out_of_order"    # older than the newest frame: dropped
+    GAP_RESET = "gap_reset"          # accepted, but a gap or a confirmed clock reset emptied the window first
     RESIZED = "resized"              # accepted after resizing to the model grid
 
 
@@ -25,15 +25,19 @@ class BufferPolicy:
     """How the buffer treats irregular input.
 
     period_ns : expected frame spacing (0: unknown, no gap check).
-    max_gap_periods : a jump larger than this many periods, forwards (a gap) or backwards (the
-        sensor's clock was reset), empties the window: stale history is never stitched to new frames,
-        and a clock reset does not make every later frame "late".
+    max_gap_periods : a jump forwards larger than this many periods (a gap) empties the window:
+        stale history is never stitched to new frames. A frame that far in the past is dropped as
+        out of order; only a second one that follows it in time (the sensor's clock was really
+        reset) empties the window and starts anew, so one stray stamp costs no window.
     resize : frames on another grid are resized with OpenCV (INTER_AREA); False rejects them.
+    limits : (low, high) physical values a frame may hold; a frame with a value outside is
+        rejected (None: no limit on that side). NaN (no measurement) is always allowed.
     """
 
     period_ns: int = 0
     max_gap_periods: float = 2.5
     resize: bool = False
+    limits: tuple[float | None, float | None] = (None, None)
 
 
 class RingBuffer:
@@ -52,6 +56,7 @@ class RingBuffer:
         self._stamps = np.zeros(length, np.int64)
         self._next = 0
         self._count = 0
+        self._rewind: int | None = None      # a stamp far behind the newest: a clock reset, if one follows it
 
     def __len__(self) -> int:
         return self._count
@@ -88,22 +93,39 @@ class RingBuffer:
                             for c in array])
         return resized, True
 
+    def _check_values(self, fitted: np.ndarray) -> None:
+        if np.isinf(fitted).any():
+            raise DataError("frame holds infinite values (or values beyond float32); send NaN for cells "
+                            "without a measurement")
+        low, high = self.policy.limits
+        measured = fitted[~np.isnan(fitted)]
+        too_low = low is not None and measured.size and measured.min() < low
+        if too_low or (high is not None and measured.size and measured.max() > high):
+            raise DataError(f"frame values {measured.min():g} … {measured.max():g} lie outside what this model "
+                            f"takes ({low if low is not None else '-inf'} … {high if high is not None else 'inf'}); "
+                            "check the units, scale and offset")
+
     def push(self, frame: np.ndarray, stamp_ns: int) -> Push:
         """Add a frame ((C, H, W) or (H, W)); raises DataError for frames it cannot take."""
         newest, policy = self.newest_stamp, self.policy
-        jump = newest is not None and policy.period_ns > 0 and \
-            abs(stamp_ns - newest) > policy.max_gap_periods * policy.period_ns
+        gap = policy.max_gap_periods * policy.period_ns if policy.period_ns > 0 else None
         if newest is not None and stamp_ns == newest:
             return Push.DUPLICATE
-        if newest is not None and stamp_ns < newest and not jump:
-            return Push.OUT_OF_ORDER
+        reset = False
+        if newest is not None and stamp_ns < newest:
+            far_behind = gap is not None and newest - stamp_ns > gap
+            rewind = self._rewind
+            if not (far_behind and rewind is not None and 0 < stamp_ns - rewind <= gap):
+                self._rewind = stamp_ns if far_behind else rewind
+                return Push.OUT_OF_ORDER
+            reset = True                      # two frames in order, far behind: the clock went back
         fitted, resized = self._fit(frame)
-        if np.isinf(fitted).any():
-            raise DataError("frame holds infinite values; send NaN for cells without a measurement")
+        self._check_values(fitted)
         outcome = Push.RESIZED if resized else Push.ACCEPTED
-        if jump:
+        if reset or (newest is not None and gap is not None and stamp_ns - newest > gap):
             self.clear()
             outcome = Push.GAP_RESET
+        self._rewind = None
         self._frames[self._next] = fitted
         self._stamps[self._next] = stamp_ns
         self._next = (self._next + 1) % self.length

@@ -10,6 +10,7 @@ import time
 
 import zmq
 
+from ..errors import ConfigError
 from .pipeline import Pipeline, StreamResult
 from .protocol import DEFAULT_MAX_PAYLOAD_BYTES, Message, ProtocolError, decode, encode
 from .security import CurveKeys, secure
@@ -27,7 +28,13 @@ def open_socket(context: zmq.Context, kind: int, endpoint: str, *, bind: bool, h
     socket.setsockopt(zmq.SNDHWM if kind == zmq.PUB else zmq.RCVHWM, hwm)
     if keys is not None:
         secure(socket, keys, server=bind, context=context)
-    (socket.bind if bind else socket.connect)(endpoint)
+    try:
+        (socket.bind if bind else socket.connect)(endpoint)
+    except zmq.ZMQError as exc:
+        socket.close(0)
+        held = bind and exc.errno == zmq.EADDRINUSE
+        raise ConfigError(f"cannot {'bind' if bind else 'connect to'} {endpoint}: {exc.strerror}"
+                          f"{' (another node or program holds it; pick another port)' if held else ''}") from None
     return socket
 
 
@@ -72,6 +79,9 @@ class ZmqFrameSource:
                 topic, message = decode([f.buffer for f in frames], max_payload_bytes=self.max_payload_bytes)
             except ProtocolError as exc:
                 self._drop("protocol", str(exc))
+                continue
+            if topic != self.topic:                 # ZeroMQ subscribes by prefix: "framex" is not "frame"
+                self._drop("topic", f"topic {topic!r} is not {self.topic!r}")
                 continue
             if message.kind != "frame" or message.array is None:
                 self._drop("not_a_frame", f"kind {message.kind!r} on topic {topic!r}")

@@ -114,12 +114,12 @@ def profile_dir(tmp_path_factory) -> Path:
 @pytest.fixture
 def start_node(tmp_path, domain_id, profile_dir) -> Iterator[Callable[..., NodeProcess]]:
     """Start the node with the installed params file plus ``overrides`` (written to a new params
-    file: rcl lets a params file win over ``-p``, so overrides go through a file too)."""
+    file, so the test does not depend on the order of ``--params-file`` and ``-p``)."""
     started: list[NodeProcess] = []
 
     def start(overrides: dict | None = None, *ros_args: str) -> NodeProcess:
         tree = yaml.safe_load((SHARE / "configs" / "nowcast.yaml").read_text())
-        tree["nowcast_node"]["ros__parameters"].update(
+        tree["/**"]["ros__parameters"].update(
             {"profile_cache_dir": str(profile_dir), "profile_runs": 3, **(overrides or {})})
         params = tmp_path / f"params{len(started)}.yaml"
         params.write_text(yaml.safe_dump(tree))

@@ -41,7 +41,7 @@ def test_colcon_installed_the_executable_the_index_marker_launch_and_configs():
 
 
 def test_the_params_file_names_only_declared_parameters_with_their_types():
-    values = yaml.safe_load((SHARE / "configs" / "nowcast.yaml").read_text())["nowcast_node"]["ros__parameters"]
+    values = yaml.safe_load((SHARE / "configs" / "nowcast.yaml").read_text())["/**"]["ros__parameters"]
     assert set(values) <= set(SPECS), set(values) - set(SPECS)
     for name, value in values.items():
         assert type(value) is type(SPECS[name].default), name
