@@ -34,7 +34,8 @@ def stamp_ns(msg) -> int:
 
 @dataclass
 class RadarSample:
-    """frames (12, H, W) dBZ and their real acquisition stamps (ns)."""
+    """frames (12, H, W) dBZ, NaN outside radar coverage (as a 32FC1 publisher sends it), and their
+    real acquisition stamps (ns)."""
 
     frames: np.ndarray
     stamps: np.ndarray
@@ -42,7 +43,7 @@ class RadarSample:
     @classmethod
     def load(cls) -> RadarSample:
         series = load_path(BUNDLED_SAMPLE)
-        return cls(series.values[:, 0], frame_stamps(series, 0))
+        return cls(np.where(series.valid, series.values, np.float32(np.nan))[:, 0], frame_stamps(series, 0))
 
     @cached_property
     def checkpoint(self):
