@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,14 @@ def predict_file(checkpoint: str | Path, input_path: str | Path, *, out_dir: str
                           input_step_minutes=step_minutes if step_minutes is not None else series.step_minutes)
     window = series.slice(len(series) - ckpt.t_in, len(series))
     last_time = "time unknown" if np.isnat(window.times[-1]) else f"{window.times[-1]} UTC"
+    started = time.perf_counter()
     result = predictor(window.values, window.valid)
+    elapsed_ms = (time.perf_counter() - started) * 1e3
+    covered = result.coverage.any() and result.kept_tiles[result.coverage].mean()
+    step = f" × {ckpt.step_minutes:g} min" if ckpt.step_minutes else ""
+    log.info("forecast: %d leads%s after %s; kept %.0f %% of the covered area at sd=%g sw=%g, %.0f ms (%s, %s)",
+             ckpt.t_out, step, last_time, 100 * covered, data_sparsity, model_sparsity, elapsed_ms,
+             predictor.engine, predictor.device)
     out_dir = Path(out_dir)
     npz_path, strip_path = out_dir / "forecast.npz", out_dir / "forecast.png"
     importance_path = out_dir / "importance.png"
@@ -55,6 +63,7 @@ def predict_file(checkpoint: str | Path, input_path: str | Path, *, out_dir: str
         units=np.array(ckpt.normaliser.units)))
     measured = np.where(window.valid, window.values, np.float32(np.nan))
     forecast_strip(measured[:, 0], result.forecast[:, 0], strip_path, units=ckpt.normaliser.units,
+                   step_minutes=ckpt.step_minutes, last_time=window.times[-1],
                    limits=(ckpt.normaliser.low, ckpt.normaliser.high))
     importance_figure(measured[-1, 0], result.importance, None, result.kept_tiles, importance_path,
                       units=ckpt.normaliser.units,

@@ -147,3 +147,11 @@ def test_broken_files_and_values_are_one_line_each(tmp_path):
         assert "weights_only=False" not in run.stderr and "allow_pickle" not in run.stderr
         assert "errors.pydantic.dev" not in run.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_predict_says_what_it_did_in_one_line(tmp_path, caplog):
+    caplog.set_level("INFO", logger="dyna_stream")
+    assert main(["predict", "--out", str(tmp_path)]) == 0
+    summary = [r.message for r in caplog.records if r.message.startswith("forecast: ")]
+    assert len(summary) == 1 and "6 leads × 5 min after 2017-05-09T12:05 UTC" in summary[0]
+    assert "% of the covered area at sd=0.7 sw=0.7" in summary[0] and " ms (" in summary[0]

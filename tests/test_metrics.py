@@ -90,3 +90,14 @@ def test_kept_tiles_outside_coverage_are_counted_per_tile():
     kept[:4, :] = 1                              # three kept tiles in the top row
     assert kept_tiles_outside(kept, coverage, 4) == (1, 3)
     assert kept_tiles_outside(kept[:6, :10], coverage[:6, :10], 4) == (1, 3)   # ragged edges pad as uncovered
+
+
+def test_strip_titles_say_minutes_and_valid_times():
+    from dyna_stream.evaluate.figures import frame_label
+
+    last = np.datetime64("2017-05-09T12:05")
+    assert frame_label(-5, 5.0, last) == "-25 min\n11:40 UTC"
+    assert frame_label(0, 5.0, last) == "0 min\n12:05 UTC"
+    assert frame_label(6, 5.0, last) == "+30 min\n12:35 UTC"
+    assert frame_label(2, 5.0, np.datetime64("NaT")) == "+10 min"          # no 1970 when times are unknown
+    assert frame_label(-1, None, None) == "-1 step" and frame_label(3, None, None) == "+3 steps"

@@ -56,13 +56,29 @@ def importance_figure(last_frame: np.ndarray, importance: np.ndarray, change: np
     _save(figure, path)
 
 
+def frame_label(offset: int, step_minutes: float | None, last_time: np.datetime64 | None) -> str:
+    """Title of the frame ``offset`` steps from the last input (≤ 0: inputs, > 0: leads): the time
+    from the last input in minutes and, when the last input's time is known, the valid time (UTC)."""
+    if step_minutes is None:
+        return f"{offset:+d} step{'' if abs(offset) == 1 else 's'}" if offset else "0 steps"
+    minutes = offset * step_minutes
+    label = f"{minutes:+g} min" if offset else "0 min"
+    if last_time is not None and not np.isnat(last_time):
+        valid = last_time + np.timedelta64(int(round(minutes * 60)), "s")
+        label += f"\n{str(valid.astype('datetime64[m]'))[11:16]} UTC"
+    return label
+
+
 def forecast_strip(inputs: np.ndarray, forecast: np.ndarray, path: str | Path, *, units: str,
-                   truth: np.ndarray | None = None, limits: tuple[float, float] | None = None) -> None:
-    """Rows: inputs (T_in, H, W), forecast (T_out, H, W) and optionally truth (T_out, H, W)."""
+                   truth: np.ndarray | None = None, limits: tuple[float, float] | None = None,
+                   step_minutes: float | None = None, last_time: np.datetime64 | None = None) -> None:
+    """Rows: inputs (T_in, H, W), forecast (T_out, H, W) and optionally truth (T_out, H, W), on one
+    colour scale (``limits``, else the data's); frames titled by :func:`frame_label`."""
     rows = [("input", inputs), ("forecast", forecast)] + ([("truth", truth)] if truth is not None else [])
+    offsets = {"input": lambda c: c - len(inputs) + 1, "forecast": lambda c: c + 1, "truth": lambda c: c + 1}
     cols = max(len(r[1]) for r in rows)
     low, high = limits or (float(min(np.nanmin(r[1]) for r in rows)), float(max(np.nanmax(r[1]) for r in rows)))
-    figure, axes = plt.subplots(len(rows), cols, figsize=(1.9 * cols, 2.6 * len(rows)), squeeze=False)
+    figure, axes = plt.subplots(len(rows), cols, figsize=(1.9 * cols, 3.0 * len(rows)), squeeze=False)
     for r, (label, frames) in enumerate(rows):
         for c in range(cols):
             axis = axes[r][c]
@@ -70,10 +86,10 @@ def forecast_strip(inputs: np.ndarray, forecast: np.ndarray, path: str | Path, *
             axis.set_yticks([])
             if c < len(frames):
                 shown = axis.imshow(frames[c], cmap=_colours("viridis"), vmin=low, vmax=high)
-                axis.set_title(f"{label} {c + 1}", fontsize=8)
+                axis.set_title(f"{label} {frame_label(offsets[label](c), step_minutes, last_time)}", fontsize=8)
             else:
                 axis.axis("off")
     figure.colorbar(shown, ax=axes, fraction=0.02, pad=0.01, label=units)
     if any(np.isnan(r[1]).any() for r in rows):
-        figure.suptitle(f"grey: no coverage (no measurement); {low:g} {units}: lowest value", fontsize=9)
+        figure.suptitle(f"grey: no coverage (no measurement); {low:g} {units}: lowest value", fontsize=9, y=1.0)
     _save(figure, path)
