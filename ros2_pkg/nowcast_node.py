@@ -41,7 +41,7 @@ from dyna_stream.stream.ros_messages import InputScaling
 from dyna_stream.stream.zmq_transport import ZmqFrameSource
 
 from .messages import diagnostics, frame_from_image, image_from_array
-from .parameters import LIVE, PARAMETERS, RELIABILITY, check_choice
+from .parameters import LIVE, PARAMETERS, RELIABILITY, SPECS, check_value
 
 RELIABILITY_POLICIES = dict(zip(RELIABILITY, (ReliabilityPolicy.BEST_EFFORT, ReliabilityPolicy.RELIABLE)))
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
@@ -112,13 +112,14 @@ class NowcastNode(LifecycleNode):
             self.trigger_activate()
 
     def param(self, name: str):
-        return self.get_parameter(name).value
+        value = self.get_parameter(name).value
+        return float(value) if isinstance(SPECS[name].default, float) and isinstance(value, int) else value
 
     # --- lifecycle -------------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Load and profile the model, build the controller and buffer, create the topics."""
-        for name in ("input_reliability", "output_reliability", "policy", "engine", "device"):
-            if (reason := check_choice(name, self.param(name))) is not None:
+        for name in SPECS:
+            if (reason := check_value(name, self.get_parameter(name).value)) is not None:
                 self.get_logger().error(f"configure failed: {reason}")
                 return FAILURE
         try:
@@ -258,7 +259,10 @@ class NowcastNode(LifecycleNode):
         return values
 
     def _check_parameters(self, changes: list) -> SetParametersResult:
-        """Reject a change that leaves no operating point (ranges are checked by the descriptors)."""
+        """Reject a value of the wrong type or out of range, or a change that leaves no operating point."""
+        for change in changes:
+            if change.name in SPECS and (reason := check_value(change.name, change.value)) is not None:
+                return SetParametersResult(successful=False, reason=reason)
         values = self._proposed(changes)
         for axis in ("sd", "sw"):
             if values[f"{axis}_min"] > values[f"{axis}_max"]:

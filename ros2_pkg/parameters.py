@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import IntegerRange, ParameterDescriptor
 
 RELIABILITY = ("best_effort", "reliable")
 
@@ -20,13 +20,18 @@ class Spec:
     live: bool = False
 
     def descriptor(self) -> ParameterDescriptor:
+        """Float parameters are dynamically typed, so `ros2 param set … latency_budget_ms 40` (an
+        INTEGER) is taken; :func:`check_value` then checks type and range and says why it refuses
+        (their range is stated in ``additional_constraints``, not a FloatingPointRange, which rclpy
+        would enforce with a traceback at start-up)."""
         constraints = f"one of {', '.join(self.choices)}" if self.choices else ""
+        number = isinstance(self.default, float)
+        if number and self.bounds is not None:
+            constraints = f"a number within [{self.bounds[0]:g}, {self.bounds[1]:g}]"
         descriptor = ParameterDescriptor(name=self.name, description=self.description,
-                                         additional_constraints=constraints, read_only=not self.live)
-        if self.bounds is not None and isinstance(self.default, float):
-            descriptor.floating_point_range = [FloatingPointRange(from_value=float(self.bounds[0]),
-                                                                  to_value=float(self.bounds[1]), step=0.0)]
-        elif self.bounds is not None and isinstance(self.default, int) and not isinstance(self.default, bool):
+                                         additional_constraints=constraints, read_only=not self.live,
+                                         dynamic_typing=number)
+        if self.bounds is not None and isinstance(self.default, int) and not isinstance(self.default, bool):
             descriptor.integer_range = [IntegerRange(from_value=int(self.bounds[0]), to_value=int(self.bounds[1]),
                                                      step=1)]
         return descriptor
@@ -76,6 +81,18 @@ PARAMETERS: tuple[Spec, ...] = (
 )
 SPECS = {spec.name: spec for spec in PARAMETERS}
 LIVE = frozenset(spec.name for spec in PARAMETERS if spec.live)
+
+
+def check_value(name: str, value: Any) -> str | None:
+    """Why ``value`` is not allowed for ``name`` (None: it is): a number (integers too) within its
+    range for float parameters, one of the choices for string ones."""
+    spec = SPECS[name]
+    if isinstance(spec.default, float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return f"{name} must be a number, got {value!r}"
+        if spec.bounds is not None and not spec.bounds[0] <= value <= spec.bounds[1]:
+            return f"{name} must be within [{spec.bounds[0]:g}, {spec.bounds[1]:g}], got {value!r}"
+    return check_choice(name, value)
 
 
 def check_choice(name: str, value: Any) -> str | None:

@@ -29,11 +29,14 @@ OVERRIDES = {"input_reliability": "reliable", "diagnostics_period_s": 0.3, "sd_m
 REMAP = ("-r", "frames:=/radar/image")
 
 
-def set_parameter(node, executor, name: str, value: float):
+def set_parameter(node, executor, name: str, value: float | int | str):
+    """What `ros2 param set` sends: a DOUBLE for 50.0, an INTEGER for 40, a STRING for fast."""
     client = node.create_client(SetParameters, "/nowcast_node/set_parameters")
     assert client.wait_for_service(timeout_sec=10.0)
-    request = SetParameters.Request(parameters=[Parameter(name=name, value=ParameterValue(
-        type=ParameterType.PARAMETER_DOUBLE, double_value=float(value)))])
+    kind, field = {float: ("PARAMETER_DOUBLE", "double_value"), int: ("PARAMETER_INTEGER", "integer_value"),
+                   str: ("PARAMETER_STRING", "string_value")}[type(value)]
+    typed = ParameterValue(type=getattr(ParameterType, kind), **{field: value})
+    request = SetParameters.Request(parameters=[Parameter(name=name, value=typed)])
     future = client.call_async(request)
     assert spin_until(executor, future.done, 10.0)
     node.destroy_client(client)
@@ -96,6 +99,11 @@ def test_budgets_change_live_and_bad_values_are_rejected_with_a_reason(ros, star
     context, peer, executor = ros
     node = start_node(OVERRIDES, *REMAP)
     assert node.wait_for_log("active", 90.0), node.log()
+    integer = set_parameter(peer, executor, "latency_budget_ms", 40)      # `ros2 param set … 40`
+    assert integer.successful, integer.reason
+    assert node.wait_for_log("budgets: latency 40.0 ms", 10.0), node.log()
+    text = set_parameter(peer, executor, "latency_budget_ms", "fast")
+    assert not text.successful and "latency_budget_ms must be a number" in text.reason
     accepted = set_parameter(peer, executor, "latency_budget_ms", 50.0)
     assert accepted.successful, accepted.reason
     assert node.wait_for_log("budgets: latency 50.0 ms", 10.0), node.log()
