@@ -1,5 +1,6 @@
 """Radar reflectivity arithmetic shared by every radar source: rain rate ↔ dBZ (Marshall–Palmer)
-and resampling between pixel sizes (block mean in linear Z, DESIGN §7).
+and resampling between pixel sizes (block mean in linear Z, DESIGN §7), plus the checks every
+source's event folder gets (file listing, regular time step).
 
 Shapes: (H, W) or (..., H, W) arrays; dBZ float32; validity bool of the same shape.
 """
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import DataError
 from .regrid import GridAdapter, block_mean
 
 NO_ECHO_DBZ = -32.0            # "no echo": what dBZ holds where there is coverage but no rain
@@ -59,8 +61,6 @@ def interpolate_in_time(before: np.ndarray, after: np.ndarray, weight: float) ->
 
 def check_regular(times: list, step_minutes: float, where: str) -> None:
     """Raise unless ``times`` (datetimes, sorted) are exactly ``step_minutes`` apart."""
-    from ..errors import DataError
-
     steps = {(b - a).total_seconds() / 60 for a, b in zip(times, times[1:])}
     if steps - {float(step_minutes)}:
         raise DataError(f"{where}: frames are not every {step_minutes:g} min "
@@ -70,8 +70,6 @@ def check_regular(times: list, step_minutes: float, where: str) -> None:
 def event_files(folder: str | Path, pattern: re.Pattern, source: str, naming: str, root_folder: str) -> list[Path]:
     """The files of one radar event whose names match ``pattern``, sorted by name (= by time);
     raises DataError naming ``source``'s file ``naming`` when the folder is missing or has none."""
-    from ..errors import DataError
-
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"radar folder not found: {folder}; point data.root at the folder holding {root_folder}/")
