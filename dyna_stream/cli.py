@@ -183,20 +183,24 @@ def _serve(args: argparse.Namespace) -> int:
     from .config import NodeConfig, load_config
     from .stream.node import Node
 
-    node = Node(load_config(args.config, args.overrides, schema=NodeConfig)).start()
-
     def shutdown(signum, frame):
         raise KeyboardInterrupt
-    for signum in (signal.SIGTERM, signal.SIGINT):   # SIGINT too: a shell starts background jobs with it ignored
+    # installed before the node starts, so a signal sent on "node up" is never lost; SIGINT too, since a
+    # non-interactive shell starts background jobs with it ignored
+    for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, shutdown)
-    if args.duration:
-        threading.Timer(args.duration, node.stop).start()
+    node = None
     try:
+        node = Node(load_config(args.config, args.overrides, schema=NodeConfig))
+        node.start()
+        if args.duration:
+            threading.Timer(args.duration, node.stop).start()
         node.run()
     except KeyboardInterrupt:
         log.info("shutting down")
     finally:
-        node.stop()
+        if node is not None:
+            node.stop()
     return 0
 
 
