@@ -27,6 +27,7 @@ from dyna_stream.assets import BUNDLED_MODEL  # noqa: E402
 from dyna_stream.control.controlled import ControlledPredictor  # noqa: E402
 from dyna_stream.control.controller import Controller  # noqa: E402
 from dyna_stream.control.profile import format_table, measure, points, profile_inputs  # noqa: E402
+from dyna_stream.data.registry import default_root  # noqa: E402
 from dyna_stream.model.checkpoint import load_checkpoint  # noqa: E402
 from dyna_stream.predictor import Predictor  # noqa: E402
 
@@ -45,7 +46,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     checkpoint = load_checkpoint(BUNDLED_MODEL)
-    frames, windows = profile_inputs(checkpoint)
+    frames, windows = profile_inputs(checkpoint, default_root())
     rows = measure(Predictor(checkpoint), frames, windows, runs=8)
     print(format_table(rows))
     error_of = {(r["data_sparsity"], r["model_sparsity"]): r["error"] for r in rows}

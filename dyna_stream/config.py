@@ -247,7 +247,8 @@ class ControlConfig(_Strict):
     endpoint: str | None = Field("tcp://127.0.0.1:5557", description="REP socket for budget changes; null: none")
     profile_runs: int = Field(10, ge=3)
     cache_dir: str = "~/.cache/dyna_stream"
-    data_root: str | None = Field(None, description="data sets for the profile's validation errors")
+    data_root: str | None = Field(None, description="data sets folder for the profile's validation errors; "
+                                                    "None: the bundled sample")
 
 
 class NodeConfig(_Strict):

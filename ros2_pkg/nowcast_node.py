@@ -163,8 +163,6 @@ class NowcastNode(LifecycleNode):
         controller = profiled_controller(predictor, Path(model_path).expanduser(), control, meter)
         controller.set_bounds((self.param("sd_min"), self.param("sd_max")), (self.param("sw_min"),
                                                                                self.param("sw_max")))
-        if meter is None and control.power_cap_w:
-            self.get_logger().warning("power_cap_w is ignored: no power meter found on this machine")
         grid = (self.param("grid_height"), self.param("grid_width"))
         policy = BufferPolicy(int(self.param("frame_period_s") * 1e9), self.param("max_gap_periods"),
                               self.param("resize"), predictor.input_limits)
@@ -249,7 +247,9 @@ class NowcastNode(LifecycleNode):
         if pipeline is None:
             health.message = f"inactive ({self._state_machine.current_state[1]}): {health.message}"
         self._before, self._before_time = stats, now_time
-        self.diagnostics_pub.publish(diagnostics(health, name=f"dyna_stream: {self.get_name()}",
+        # named as diagnostic_updater names a task: "<node, namespace included>: <task>", one per node
+        name = f"{self.get_fully_qualified_name().lstrip('/')}: dyna_stream"
+        self.diagnostics_pub.publish(diagnostics(health, name=name,
                                                  hardware_id=platform.node(), stamp=self.get_clock().now().to_msg()))
 
     # --- parameters ------------------------------------------------------------------------------

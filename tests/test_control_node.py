@@ -1,11 +1,16 @@
 """The node under the budget controller: profile, per-frame choice, run-time budget changes."""
 import json
+import logging
 
 import msgpack
+import numpy as np
 import zmq
 
-from dyna_stream.assets import BUNDLED_SAMPLE
+from dyna_stream.assets import BUNDLED_MODEL, BUNDLED_SAMPLE
 from dyna_stream.config import NodeConfig, load_config
+from dyna_stream.control.profile import profile_inputs
+from dyna_stream.data.registry import load_parts
+from dyna_stream.model.checkpoint import load_checkpoint
 from dyna_stream.stream.client import ForecastClient
 from dyna_stream.stream.node import Node
 
@@ -44,3 +49,19 @@ def test_controlled_node_reports_its_point_and_takes_budget_changes(tmp_path):
     assert impossible and all((u.info["data_sparsity"], u.info["model_sparsity"]) ==
                               (fastest["data_sparsity"], fastest["model_sparsity"]) for u in impossible[1:])
     assert client.status.get("latency_budget_ms") == 1e-3
+
+
+def test_profile_errors_come_from_the_bundled_sample_unless_a_data_root_is_given(data_root, tmp_path, caplog):
+    checkpoint = load_checkpoint(BUNDLED_MODEL)
+    with caplog.at_level(logging.INFO, logger="dyna_stream.control.profile"):
+        frames, bundled = profile_inputs(checkpoint)                     # no ../shared/data lookup, no warning
+    assert frames.shape[0] == checkpoint.t_in and bundled
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    frames, validation = profile_inputs(checkpoint, data_root)            # every source of the split
+    parts = load_parts(checkpoint.dataset, "val", data_root)
+    assert len(parts) == 3 and len(validation) > len(bundled)
+    np.testing.assert_array_equal(frames, parts[0].values[-checkpoint.t_in:])
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="dyna_stream.control.profile"):
+        _, fallback = profile_inputs(checkpoint, tmp_path / "nowhere")    # a wrong root: said, not fatal
+    assert len(fallback) == len(bundled) and "scoring errors on the bundled sample" in caplog.text

@@ -25,6 +25,8 @@ def profiled_controller(predictor: Predictor, checkpoint_path: str | Path, contr
                         meter: PowerMeter | None) -> Controller:
     """Profile the predictor's model on this machine, device and engine (cached per model + machine),
     then a controller over the profiled points with the budgets of ``control``."""
+    if control.power_cap_w and meter is None:
+        log.warning("power cap %.1f W is ignored: no power meter found on this machine", control.power_cap_w)
     frames, windows = profile_inputs(predictor.checkpoint, control.data_root)
     rows = load_or_measure(checkpoint_path, predictor, frames, windows, cache_dir=Path(control.cache_dir).expanduser(),
                            runs=control.profile_runs, meter=meter)

@@ -211,11 +211,12 @@ METERS: dict[str, Callable[[Path], PowerMeter | None]] = {
 
 
 def detect_meter(root: str | Path = "/", order: tuple[str, ...] = tuple(METERS)) -> PowerMeter | None:
-    """The first meter that works on this machine, or None (said once: power caps are then not enforced)."""
+    """The first meter that works on this machine, or None (power is then not measured; callers that
+    were given a power cap say it cannot be enforced)."""
     for name in order:
         meter = METERS[name](Path(root))
         if meter is not None:
             log.info("power meter: %s", name)
             return meter
-    log.warning("no power meter found (INA3221, tegrastats, RAPL, NVML); a power cap cannot be enforced")
+    log.info("no power meter found (INA3221, tegrastats, RAPL, NVML): power is not measured")
     return None

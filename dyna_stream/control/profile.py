@@ -12,10 +12,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..assets import BUNDLED_SAMPLE
 from ..atomic import write_text
-from ..data.registry import DATASETS
+from ..data.registry import DATASETS, load_parts, load_path
 from ..data.series import Series
 from ..data.windows import WindowDataset
+from ..errors import DynaStreamError
 from ..evaluate.timing import batch1_latency
 from ..model.checkpoint import Checkpoint
 from ..predictor import Predictor
@@ -48,18 +50,21 @@ def scored_windows(checkpoint: Checkpoint, series: Series) -> list[tuple[np.ndar
 
 def profile_inputs(checkpoint: Checkpoint, data_root: str | Path | None = None
                    ) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
-    """A live window to time and the windows to score: the data set's validation split when it is
-    found, else the bundled real radar sample."""
-    from ..assets import BUNDLED_SAMPLE
-    from ..data.registry import load_path, load_split
-    from ..errors import DynaStreamError
-
-    try:
-        series = load_split(checkpoint.dataset, "val", data_root)
-    except DynaStreamError as exc:
-        log.warning("%s; scoring errors on the bundled sample instead", exc)
-        series = load_path(BUNDLED_SAMPLE)
-    return series.values[-checkpoint.t_in:], scored_windows(checkpoint, series)
+    """A live window to time and the windows to score: every part (source, region) of the data set's
+    validation split under ``data_root`` when one is given, else the bundled real radar sample (which
+    needs no data folder, so a node starts the same wherever it is run from)."""
+    parts = []
+    if data_root is not None:
+        try:
+            parts = load_parts(checkpoint.dataset, "val", data_root)
+        except DynaStreamError as exc:
+            log.warning("%s; scoring errors on the bundled sample instead", exc)
+    if not parts:
+        log.info("operating points scored on the bundled radar sample (give a data root for %s's validation split)",
+                 checkpoint.dataset)
+        parts = [load_path(BUNDLED_SAMPLE)]
+    windows = [window for series in parts for window in scored_windows(checkpoint, series)]
+    return parts[0].values[-checkpoint.t_in:], windows
 
 
 def _window_error(predictor: Predictor, windows: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> float:

@@ -111,6 +111,15 @@ def profile_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("profiles")
 
 
+def write_params(path: Path, profile_dir: Path, overrides: dict | None = None) -> Path:
+    """The installed params file with the session's profile cache (3 runs a point) and ``overrides``."""
+    tree = yaml.safe_load((SHARE / "configs" / "nowcast.yaml").read_text())
+    tree["/**"]["ros__parameters"].update({"profile_cache_dir": str(profile_dir), "profile_runs": 3,
+                                           **(overrides or {})})
+    path.write_text(yaml.safe_dump(tree))
+    return path
+
+
 @pytest.fixture
 def start_node(tmp_path, domain_id, profile_dir) -> Iterator[Callable[..., NodeProcess]]:
     """Start the node with the installed params file plus ``overrides`` (written to a new params
@@ -118,11 +127,7 @@ def start_node(tmp_path, domain_id, profile_dir) -> Iterator[Callable[..., NodeP
     started: list[NodeProcess] = []
 
     def start(overrides: dict | None = None, *ros_args: str) -> NodeProcess:
-        tree = yaml.safe_load((SHARE / "configs" / "nowcast.yaml").read_text())
-        tree["/**"]["ros__parameters"].update(
-            {"profile_cache_dir": str(profile_dir), "profile_runs": 3, **(overrides or {})})
-        params = tmp_path / f"params{len(started)}.yaml"
-        params.write_text(yaml.safe_dump(tree))
+        params = write_params(tmp_path / f"params{len(started)}.yaml", profile_dir, overrides)
         node = NodeProcess(["--params-file", str(params), *ros_args], tmp_path / f"node{len(started)}.log")
         started.append(node)
         return node

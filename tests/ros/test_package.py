@@ -120,7 +120,6 @@ def evaluate(description: LaunchDescription, **given: str) -> Node:
     resolve = lambda v: v.perform(context) if isinstance(v, LaunchConfiguration) else v  # noqa: E731
     kwargs = dict(node.kwargs)
     kwargs["parameters"] = [resolve(p) for p in kwargs["parameters"]]
-    kwargs["remappings"] = [(resolve(a), resolve(b)) for a, b in kwargs["remappings"]]
     kwargs["namespace"] = resolve(kwargs["namespace"])
     return kwargs
 
@@ -131,16 +130,23 @@ def test_the_launch_file_starts_nowcast_node_with_the_installed_params_file(laun
     params_file, overrides = node["parameters"]
     assert params_file == str(SHARE / "configs" / "nowcast.yaml")
     assert overrides == {}                                      # nothing given: the params file rules
-    assert node["remappings"] == [("frames", "frames")]
+    assert "remappings" not in node                             # the input topic is the parameter only
 
 
-def test_launch_arguments_remap_the_input_and_override_only_what_is_given(launch_description):
+def test_launch_arguments_set_their_parameters_only_when_given(launch_description):
     node = evaluate(launch_description, input_topic="/radar/image", latency_budget_ms="45",
                     model_path="/models/radar.pt", params_file="/robot/nowcast.yaml", namespace="weather")
-    assert node["parameters"] == ["/robot/nowcast.yaml", {"latency_budget_ms": 45.0, "model_path": "/models/radar.pt"}]
-    assert node["remappings"] == [("frames", "/radar/image")] and node["namespace"] == "weather"
+    assert node["parameters"] == ["/robot/nowcast.yaml", {"input_topic": "/radar/image", "latency_budget_ms": 45.0,
+                                                          "model_path": "/models/radar.pt"}]
+    assert node["namespace"] == "weather"
     declared = {e.name for e in launch_description.entities if isinstance(e, DeclareLaunchArgument)}
     assert {"params_file", "input_topic", "model_path", "latency_budget_ms", "power_cap_w"} <= declared
+
+
+@pytest.mark.parametrize(("argument", "reason"), [("fast", "must be a number"), ("-5", "must be within")])
+def test_a_launch_argument_the_node_would_refuse_is_refused_with_the_reason(launch_description, argument, reason):
+    with pytest.raises(ValueError, match=f"latency_budget_ms:={argument} refused: .*{reason}"):
+        evaluate(launch_description, latency_budget_ms=argument)
 
 
 def test_every_parameter_is_documented():
