@@ -9,6 +9,7 @@ Budgets and sparsity bounds change live (``ros2 param set``); bad values are rej
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import signal
 import threading
@@ -34,7 +35,7 @@ from dyna_stream.control.power import PowerMeter, detect_meter
 from dyna_stream.errors import DataError, DynaStreamError
 from dyna_stream.model.checkpoint import load_checkpoint
 from dyna_stream.predictor import Predictor
-from dyna_stream.stream.health import summarise
+from dyna_stream.stream.health import Level, summarise
 from dyna_stream.stream.pipeline import Pipeline, StreamResult
 from dyna_stream.stream.ring_buffer import BufferPolicy, Push, RingBuffer
 from dyna_stream.stream.ros_messages import InputScaling
@@ -108,6 +109,14 @@ class NowcastNode(LifecycleNode):
         self.inactive_frames = 0
         self._entities: list = []
         self._before, self._before_time = {}, time.monotonic()
+        self.configure_error: str | None = None          # why the last configure failed: an ERROR status
+        self.shut_down = False                          # lifecycle shutdown reached: main() then returns
+        # /diagnostics for the node's whole life, so a node that failed to configure still says why
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        period = self.param("diagnostics_period_s")       # a bad value is configure's error to report
+        if check_value("diagnostics_period_s", period) is not None:
+            period = SPECS["diagnostics_period_s"].default
+        self.diagnostics_timer = self.create_timer(period, self._publish_diagnostics)
         if self.param("autostart") and self.trigger_configure() == SUCCESS:
             self.trigger_activate()
 
@@ -118,14 +127,15 @@ class NowcastNode(LifecycleNode):
     # --- lifecycle -------------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Load and profile the model, build the controller and buffer, create the topics."""
-        for name in SPECS:
-            if (reason := check_value(name, self.get_parameter(name).value)) is not None:
-                self.get_logger().error(f"configure failed: {reason}")
-                return FAILURE
-        try:
-            self.runtime = self._build_runtime()
-        except (DynaStreamError, ValueError, OSError) as exc:
-            self.get_logger().error(f"configure failed: {exc}")
+        reasons = (check_value(name, self.get_parameter(name).value) for name in SPECS)
+        self.configure_error = next((reason for reason in reasons if reason is not None), None)
+        if self.configure_error is None:
+            try:
+                self.runtime = self._build_runtime()
+            except (DynaStreamError, ValueError, OSError) as exc:
+                self.configure_error = str(exc)
+        if self.configure_error is not None:
+            self.get_logger().error(f"configure failed: {self.configure_error}")
             return FAILURE
         output_qos = QoSProfile(depth=self.param("output_depth"), history=HistoryPolicy.KEEP_LAST,
                                 reliability=RELIABILITY_POLICIES[self.param("output_reliability")])
@@ -134,13 +144,10 @@ class NowcastNode(LifecycleNode):
                                durability=qos_profile_sensor_data.durability)
         self.forecast_pub = self.create_lifecycle_publisher(Image, "forecast", output_qos)
         self.importance_pub = self.create_lifecycle_publisher(Image, "importance", output_qos)
-        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.subscription = self.create_subscription(Image, self.param("input_topic"), self._on_image, input_qos)
-        self.timer = self.create_timer(self.param("diagnostics_period_s"), self._publish_diagnostics)
         self._entities = [(self.destroy_lifecycle_publisher, self.forecast_pub),
                           (self.destroy_lifecycle_publisher, self.importance_pub),
-                          (self.destroy_publisher, self.diagnostics_pub),
-                          (self.destroy_subscription, self.subscription), (self.destroy_timer, self.timer)]
+                          (self.destroy_subscription, self.subscription)]
         self.get_logger().info(f"configured: frames on {self.subscription.topic_name}, forecasts on "
                                f"{self.forecast_pub.topic_name} and {self.importance_pub.topic_name}")
         return SUCCESS
@@ -195,7 +202,9 @@ class NowcastNode(LifecycleNode):
         return SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Release everything; the process then exits (a finalized node has nothing left to do)."""
         self._release()
+        self.shut_down = True
         return SUCCESS
 
     def _stop_inference(self) -> None:
@@ -246,6 +255,8 @@ class NowcastNode(LifecycleNode):
                            point.get("latency_budget_ms"))
         if pipeline is None:
             health.message = f"inactive ({self._state_machine.current_state[1]}): {health.message}"
+        if runtime is None and self.configure_error is not None:
+            health.level, health.message = Level.ERROR, f"configure failed: {self.configure_error}"
         self._before, self._before_time = stats, now_time
         # named as diagnostic_updater names a task: "<node, namespace included>: <task>", one per node
         name = f"{self.get_fully_qualified_name().lstrip('/')}: dyna_stream"
@@ -293,7 +304,9 @@ class NowcastNode(LifecycleNode):
 
 
 def main(args: list[str] | None = None) -> None:
-    """Spin until SIGINT/SIGTERM; the forecast in flight is finished before exit.
+    """Spin until SIGINT/SIGTERM, lifecycle shutdown, or the end of the process that started the
+    node (``ros2 launch`` killed with SIGTERM/SIGKILL leaves its nodes behind otherwise); the forecast
+    in flight is finished before exit.
 
     The signal handlers only set a flag that the spin loop checks every 0.1 s: rclpy's own
     handlers raise KeyboardInterrupt wherever the main thread happens to be, which can leave an
@@ -305,11 +318,15 @@ def main(args: list[str] | None = None) -> None:
         signal.signal(signum, lambda *_: stop.set())
     node = None
     try:
+        parent = os.getppid()
         node = NowcastNode()
         executor = MultiThreadedExecutor(num_threads=2)
         executor.add_node(node)
-        while not stop.is_set() and rclpy.ok():
+        while not stop.is_set() and rclpy.ok() and not node.shut_down:
             executor.spin_once(timeout_sec=0.1)
+            if os.getppid() != parent:          # re-parented: ros2 launch (or whoever started us) is gone
+                node.get_logger().warning(f"parent process {parent} ended; stopping")
+                break
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

@@ -5,8 +5,10 @@ stand-in), ``source install/setup.bash``, then the command; Ctrl-C is SIGINT to 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -134,3 +136,24 @@ def test_a_bad_launch_argument_is_one_clear_error_and_launch_ends(launch, value)
         raise AssertionError(f"ros2 launch kept running after a bad argument:\n{running.log()}") from None
     log = running.log()
     assert code != 0 and "latency_budget_ms" in log and "Traceback" not in log, log
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_the_node_ends_with_ros2_launch_even_when_launch_is_killed(launch, sig):
+    running = launch()
+    assert running.wait_for_log("active", 120.0), running.log()
+    node_pid = int(re.search(r"process started with pid \[(\d+)\]", running.log()).group(1))
+    running.process.send_signal(sig)                         # to ros2 launch alone; SIGKILL: no chance to stop it
+    running.process.wait(30.0)
+    deadline = time.monotonic() + 20.0
+    while _alive(node_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(node_pid), f"nowcast_node {node_pid} outlived ros2 launch:\n{running.log()}"
+
+
+def _alive(pid: int) -> bool:
+    """Running (not a zombie); the node is re-parented to init here, which reaps it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False

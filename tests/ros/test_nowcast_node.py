@@ -8,8 +8,9 @@ import threading
 
 import numpy as np
 import pytest
-from diagnostic_msgs.msg import DiagnosticArray
-from lifecycle_msgs.srv import GetState
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState, GetState
 from radar import SD, SW, RadarSample, image, stamp_ns
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
@@ -122,17 +123,37 @@ def test_budgets_change_live_and_bad_values_are_rejected_with_a_reason(ros, star
     assert node.stop(signal.SIGINT) == 0
 
 
-def test_a_missing_model_is_reported_and_the_node_stays_up_unconfigured(ros, start_node, tmp_path):
+def test_a_missing_model_is_an_error_on_diagnostics_and_lifecycle_shutdown_ends_the_process(ros, start_node,
+                                                                                             tmp_path):
     context, peer, executor = ros
-    node = start_node({"model_path": str(tmp_path / "missing.pt")})
+    diagnostics = []
+    peer.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
+    node = start_node({"model_path": str(tmp_path / "missing.pt"), "diagnostics_period_s": 0.3})
     assert node.wait_for_log("model file not found", 60.0), node.log()
-    client = peer.create_client(GetState, "/nowcast_node/get_state")
+    assert call(peer, executor, GetState, "/nowcast_node/get_state", GetState.Request()).current_state.label \
+        == "unconfigured"
+    assert spin_until(executor, lambda: any(_status(d) for d in diagnostics), 10.0), node.log()
+    status = [status for array_msg in diagnostics for status in _status(array_msg)][-1]
+    assert status.level == DiagnosticStatus.ERROR and "configure failed: model file not found" in status.message
+    assert node.process.poll() is None                        # up, unconfigured, saying why
+
+    shutdown = ChangeState.Request(transition=Transition(id=Transition.TRANSITION_UNCONFIGURED_SHUTDOWN))
+    assert call(peer, executor, ChangeState, "/nowcast_node/change_state", shutdown).success
+    assert node.process.wait(20.0) == 0, node.log()           # finalized: nothing left to run
+    assert "Traceback" not in node.log()
+
+
+def call(peer, executor, kind, service: str, request):
+    client = peer.create_client(kind, service)
     assert client.wait_for_service(timeout_sec=10.0)
-    future = client.call_async(GetState.Request())
+    future = client.call_async(request)
     assert spin_until(executor, future.done, 10.0)
-    assert future.result().current_state.label == "unconfigured"
-    assert node.process.poll() is None
-    assert node.stop(signal.SIGINT) == 0
+    peer.destroy_client(client)
+    return future.result()
+
+
+def _status(array_msg: DiagnosticArray) -> list:
+    return [status for status in array_msg.status if status.name == "nowcast_node: dyna_stream"]
 
 
 def test_an_edge_publisher_feeds_the_node_over_zeromq(ros, start_node, radar):
