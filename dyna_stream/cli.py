@@ -238,10 +238,12 @@ def _profile_args(parser: argparse.ArgumentParser) -> None:
     from .assets import BUNDLED_MODEL
 
     parser.add_argument("--checkpoint", default=str(BUNDLED_MODEL))
-    parser.add_argument("--data-root", help="score errors on the data set's validation split (default: the "
-                                            "bundled sample when the data set is not found)")
+    parser.add_argument("--data-root", help="score errors on the data set's validation split under this folder "
+                                            "(default: the bundled sample)")
     parser.add_argument("--runs", type=int, default=15, help="timed runs per operating point")
     parser.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "dyna_stream"))
+    parser.add_argument("--max-age-h", type=float, default=168.0, help="re-measure a cached profile this old "
+                                                                       "(0: always measure)")
     parser.add_argument("--threads", type=int, default=2)
     _runtime_args(parser)
 
@@ -260,7 +262,7 @@ def _profile(args: argparse.Namespace) -> int:
     frames, windows = profile_inputs(checkpoint, args.data_root)
     predictor = Predictor(checkpoint, engine=args.engine, device=args.device)
     rows = load_or_measure(args.checkpoint, predictor, frames, windows, cache_dir=args.cache_dir, runs=args.runs,
-                           meter=detect_meter())
+                           max_age_h=args.max_age_h, meter=detect_meter())
     print(format_table(rows))
     return 0
 

@@ -246,6 +246,7 @@ class ControlConfig(_Strict):
     hysteresis: float = Field(0.1, ge=0, lt=0.5)
     endpoint: str | None = Field("tcp://127.0.0.1:5557", description="REP socket for budget changes; null: none")
     profile_runs: int = Field(10, ge=3)
+    profile_max_age_h: float = Field(168.0, ge=0, description="re-measure a cached profile this old, hours")
     cache_dir: str = "~/.cache/dyna_stream"
     data_root: str | None = Field(None, description="data sets folder for the profile's validation errors; "
                                                     "None: the bundled sample")

@@ -166,6 +166,7 @@ class NowcastNode(LifecycleNode):
                                 power_cap_w=self.param("power_cap_w") or None, confidence=self.param("confidence"),
                                 dwell_frames=self.param("dwell_frames"), hysteresis=self.param("hysteresis"),
                                 endpoint=None, profile_runs=self.param("profile_runs"),
+                                profile_max_age_h=self.param("profile_max_age_h"),
                                 cache_dir=self.param("profile_cache_dir"), data_root=self.param("data_root") or None)
         controller = profiled_controller(predictor, Path(model_path).expanduser(), control, meter)
         controller.set_bounds((self.param("sd_min"), self.param("sd_max")), (self.param("sw_min"),

@@ -72,6 +72,7 @@ PARAMETERS: tuple[Spec, ...] = (
     Spec("dwell_frames", 10, "minimum frames between voluntary operating-point switches", (0, 100000)),
     Spec("hysteresis", 0.1, "a point is entered under (1 - hysteresis) of the budget", (0.0, 0.49)),
     Spec("profile_runs", 10, "timed runs per operating point when profiling", (3, 10000)),
+    Spec("profile_max_age_h", 168.0, "re-measure a cached profile this old, hours (0: always)", (0.0, 1e6)),
     Spec("profile_cache_dir", "~/.cache/dyna_stream", "where operating-point profiles are cached"),
     Spec("data_root", "", "data sets for the profile's validation errors; empty: the bundled sample"),
     Spec("diagnostics_period_s", 1.0, "/diagnostics interval, s", (0.05, 3600.0)),

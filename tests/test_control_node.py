@@ -8,9 +8,10 @@ import zmq
 
 from dyna_stream.assets import BUNDLED_MODEL, BUNDLED_SAMPLE
 from dyna_stream.config import NodeConfig, load_config
-from dyna_stream.control.profile import profile_inputs
+from dyna_stream.control.profile import load_or_measure, profile_inputs
 from dyna_stream.data.registry import load_parts
 from dyna_stream.model.checkpoint import load_checkpoint
+from dyna_stream.predictor import Predictor
 from dyna_stream.stream.client import ForecastClient
 from dyna_stream.stream.node import Node
 
@@ -65,3 +66,24 @@ def test_profile_errors_come_from_the_bundled_sample_unless_a_data_root_is_given
     with caplog.at_level(logging.WARNING, logger="dyna_stream.control.profile"):
         _, fallback = profile_inputs(checkpoint, tmp_path / "nowhere")    # a wrong root: said, not fatal
     assert len(fallback) == len(bundled) and "scoring errors on the bundled sample" in caplog.text
+
+
+def test_a_cached_profile_expires_and_one_taken_under_changing_load_is_not_cached(tmp_path, caplog):
+    checkpoint = load_checkpoint(BUNDLED_MODEL)
+    predictor = Predictor(checkpoint)
+    frames = np.random.default_rng(0).uniform(0, 40, (checkpoint.t_in, 1, 32, 32)).astype(np.float32)
+    options = {"grid": ((0.0, 0.0), (0.7, 0.7)), "runs": 3, "warmup": 1}
+    day = 24 * 3600.0
+    first = load_or_measure(BUNDLED_MODEL, predictor, frames, [], cache_dir=tmp_path, clock=lambda: day, **options)
+    (cached,) = tmp_path.glob("profile-*.json")
+    assert json.loads(cached.read_text())["measured_at"] == day
+    assert load_or_measure(BUNDLED_MODEL, predictor, frames, [], cache_dir=tmp_path, clock=lambda: 7 * day,
+                           **options) == first                                    # six days old: reused
+    load_or_measure(BUNDLED_MODEL, predictor, frames, [], cache_dir=tmp_path, clock=lambda: 9 * day, **options)
+    assert json.loads(cached.read_text())["measured_at"] == 9 * day               # eight days: measured again
+
+    unsteady = tmp_path / "unsteady"
+    with caplog.at_level(logging.WARNING, logger="dyna_stream.control.profile"):
+        rows = load_or_measure(BUNDLED_MODEL, predictor, frames, [], cache_dir=unsteady, max_drift=-1.0, **options)
+    assert len(rows) == 2 and not list(unsteady.glob("profile-*.json"))       # used, never cached
+    assert "load changed while profiling" in caplog.text

@@ -17,7 +17,9 @@ def test_rates_are_per_second_over_the_interval_and_totals_are_kept():
 
 def test_levels_say_what_needs_attention():
     assert summarise({}, {}, 1.0, {}).level == Level.WARN                              # no frames
-    slow = {"received": 5, "latency_p99_ms": 55.0}
-    assert "over the 40.0 ms budget" in summarise(slow, {}, 1.0, POINT, 40.0).message
+    queued = {"received": 5, "latency_p99_ms": 55.0, "inference_p95_ms": 30.0}   # waits, but inference is in budget
+    assert summarise(queued, {}, 1.0, POINT, 40.0).level == Level.OK
+    slow = {"received": 5, "latency_p99_ms": 55.0, "inference_p95_ms": 45.0}
+    assert summarise(slow, {}, 1.0, POINT, 40.0).message == "inference p95 45.0 ms over the 40.0 ms budget"
     failed = {"received": 5, "inference_errors": 1}
     assert summarise(failed, {}, 1.0, POINT).level == Level.ERROR

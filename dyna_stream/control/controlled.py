@@ -29,7 +29,7 @@ def profiled_controller(predictor: Predictor, checkpoint_path: str | Path, contr
         log.warning("power cap %.1f W is ignored: no power meter found on this machine", control.power_cap_w)
     frames, windows = profile_inputs(predictor.checkpoint, control.data_root)
     rows = load_or_measure(checkpoint_path, predictor, frames, windows, cache_dir=Path(control.cache_dir).expanduser(),
-                           runs=control.profile_runs, meter=meter)
+                           runs=control.profile_runs, max_age_h=control.profile_max_age_h, meter=meter)
     return Controller(points(rows), latency_budget_ms=control.latency_budget_ms,
                       power_cap_w=control.power_cap_w if meter is not None else None,
                       confidence=control.confidence, dwell_frames=control.dwell_frames, hysteresis=control.hysteresis)

@@ -7,6 +7,7 @@ import json
 import logging
 import platform
 import statistics
+import time
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,8 @@ from .power import PowerMeter
 log = logging.getLogger(__name__)
 GRID = ((0.0, 0.0), (0.3, 0.3), (0.5, 0.5), (0.7, 0.7), (0.9, 0.9), (0.5, 0.7), (0.7, 0.5))
 PROFILE_VERSION = 1
+MAX_AGE_H = 168.0      # a cached profile is re-measured after a week (drivers, thermal paste, co-runners change)
+MAX_DRIFT = 0.3        # a profile whose first point re-times more than 30 % off was taken under changing load
 
 
 def machine_key(checkpoint_path: str | Path, predictor: Predictor) -> str:
@@ -84,24 +87,42 @@ def measure(predictor: Predictor, frames: np.ndarray, windows: list, *, grid=GRI
     restore = predictor.data_sparsity, predictor.model_sparsity
     rows = []
     for data_sparsity, model_sparsity in grid:
-        predictor.data_sparsity, predictor.model_sparsity = data_sparsity, model_sparsity
-        powers = []
-
-        def forecast(samples: list = powers) -> float:
-            macs = predictor(frames).macs
-            watts = meter.read_watts() if meter is not None else None
-            if watts is not None:
-                samples.append(watts)
-            return macs
-
-        latency = batch1_latency(forecast, runs=runs, warmup=warmup)
-        rows.append({"data_sparsity": data_sparsity, "model_sparsity": model_sparsity,
-                     "latency_ms": latency.median_ms, "latency_p95_ms": latency.p95_ms,
-                     "macs": latency.macs, "power_w": statistics.median(powers) if powers else None,
-                     "error": _window_error(predictor, windows)})
+        rows.append(_timed_row(predictor, frames, (data_sparsity, model_sparsity), runs, warmup, meter))
+        rows[-1]["error"] = _window_error(predictor, windows)
         log.info("profiled sd=%.1f sw=%.1f: %.1f ms", data_sparsity, model_sparsity, rows[-1]["latency_ms"])
     predictor.data_sparsity, predictor.model_sparsity = restore
     return rows
+
+
+def _timed_row(predictor: Predictor, frames: np.ndarray, point: tuple[float, float], runs: int, warmup: int,
+               meter: PowerMeter | None) -> dict:
+    """Latency (median, p95 ms), MACs and median power (W) of one operating point; leaves the
+    predictor at that point."""
+    predictor.data_sparsity, predictor.model_sparsity = point
+    powers = []
+
+    def forecast() -> float:
+        macs = predictor(frames).macs
+        watts = meter.read_watts() if meter is not None else None
+        if watts is not None:
+            powers.append(watts)
+        return macs
+
+    latency = batch1_latency(forecast, runs=runs, warmup=warmup)
+    return {"data_sparsity": point[0], "model_sparsity": point[1], "latency_ms": latency.median_ms,
+            "latency_p95_ms": latency.p95_ms, "macs": latency.macs,
+            "power_w": statistics.median(powers) if powers else None}
+
+
+def load_drift(predictor: Predictor, frames: np.ndarray, rows: list[dict], *, runs: int = 15, warmup: int = 3) -> float:
+    """How much the first profiled point's median latency changed since it was measured (relative,
+    0.1 = 10 %): the same point timed again after the sweep. Large when the machine's load changed
+    while profiling, so the points' latencies do not compare."""
+    restore = predictor.data_sparsity, predictor.model_sparsity
+    first = rows[0]
+    again = _timed_row(predictor, frames, (first["data_sparsity"], first["model_sparsity"]), runs, warmup, None)
+    predictor.data_sparsity, predictor.model_sparsity = restore
+    return abs(again["latency_ms"] / first["latency_ms"] - 1.0)
 
 
 def points(rows: list[dict]) -> list[OperatingPoint]:
@@ -110,16 +131,31 @@ def points(rows: list[dict]) -> list[OperatingPoint]:
 
 
 def load_or_measure(checkpoint_path: str | Path, predictor: Predictor, frames: np.ndarray, windows: list, *,
-                    cache_dir: str | Path, **options) -> list[dict]:
-    """The cached profile for this model, machine, device and engine, or a fresh measurement (then cached)."""
+                    cache_dir: str | Path, max_age_h: float = MAX_AGE_H, max_drift: float = MAX_DRIFT,
+                    clock=time.time, **options) -> list[dict]:
+    """The cached profile for this model, machine, device and engine if younger than ``max_age_h``
+    hours, or a fresh measurement. A measurement is cached only when the machine's load held still
+    while it was taken (:func:`load_drift` ≤ ``max_drift``); otherwise it serves this run and the
+    next start measures again. The controller's slowdown filter follows load changes after that."""
     path = Path(cache_dir) / f"profile-{machine_key(checkpoint_path, predictor)}.json"
     if path.is_file():
         try:
-            return json.loads(path.read_text())["rows"]
-        except (ValueError, KeyError):
-            log.warning("profile cache %s is unreadable; measuring again", path)
+            cached = json.loads(path.read_text())
+            age_h = (clock() - cached["measured_at"]) / 3600.0
+            if 0 <= age_h <= max_age_h:
+                return cached["rows"]
+            log.info("profile cache %s is %.0f h old (limit %g h); measuring again", path, age_h, max_age_h)
+        except (ValueError, KeyError, TypeError):
+            log.warning("profile cache %s is unreadable or from an older version; measuring again", path)
     rows = measure(predictor, frames, windows, **options)
-    write_text(path, json.dumps({"key": path.stem, "rows": rows}, indent=2))
+    drift = load_drift(predictor, frames, rows, runs=options.get("runs", 15), warmup=options.get("warmup", 3))
+    if drift > max_drift:
+        log.warning("the machine's load changed while profiling (sd=%.1f sw=%.1f re-timed %.0f %% off); the "
+                    "profile serves this run but is not cached", rows[0]["data_sparsity"], rows[0]["model_sparsity"],
+                    100 * drift)
+    else:
+        write_text(path, json.dumps({"key": path.stem, "measured_at": clock(), "load_drift": drift, "rows": rows},
+                                    indent=2))
     return rows
 
 
