@@ -1,6 +1,8 @@
 """Forecast one window with a checkpoint: the call the CLI, the stream node and users share."""
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,10 +17,15 @@ from .extrapolation import get_extrapolator
 from .model.checkpoint import Checkpoint
 from .sparse import SparseEngine
 
+log = logging.getLogger(__name__)
 ENGINES = ("auto", "sparse", "masked")
 # What ``engine="auto"`` runs per device type: the sparse engine pays on CPUs; on a GPU at batch 1
 # it is launch-bound and loses to the dense graph (H100: 5–9 ms vs 1.4 ms eager, docs/results.md).
 AUTO_ENGINE = {"cpu": "sparse", "cuda": "masked"}
+# On a CPU "auto" still times both engines on the first window of each grid size and operating
+# point and keeps the faster: on tiny grids (taxi 16×12) the sparse engine's gathers cost more than
+# the MACs they save.
+AUTO_TRIALS = 3
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
@@ -99,6 +106,9 @@ class Predictor:
         self.engine = resolve_engine(engine, self.device)
         checkpoint.model.to(self.device)
         self.sparse = SparseEngine(checkpoint.model) if self.engine == "sparse" else None
+        self.timed_choice = engine == "auto" and self.sparse is not None
+        self.engine_choices: dict[tuple, dict[str, float]] = {}   # (Hp, Wp, sd, sw) → ms per engine
+        self.last_engine = self.engine
         self.data_sparsity, self.model_sparsity = data_sparsity, model_sparsity
         spec = DATASETS.get(checkpoint.dataset)
         self.extrapolate = get_extrapolator(spec.fallback if spec else "persistence")
@@ -124,7 +134,7 @@ class Predictor:
     @property
     def operating_point(self) -> dict[str, float | str]:
         return {"data_sparsity": self.data_sparsity, "model_sparsity": self.model_sparsity, "policy": self.policy,
-                "engine": self.engine, "device": str(self.device)}
+                "engine": self.last_engine, "device": str(self.device)}
 
     @property
     def input_limits(self) -> tuple[float, float]:
@@ -192,12 +202,8 @@ class Predictor:
         options = {"policy": self.policy, "data_sparsity": self.data_sparsity,
                    "model_sparsity": self.model_sparsity, "mask_failure": self.mask_failure,
                    "coverage": None if coverage is None else coverage[None].to(self.device)}
-        if self.sparse is not None:
-            prediction = self.sparse(frames[None], fallback[None], **options)
-            macs = float(prediction.accounting[0].macs)
-        else:
-            prediction = ckpt.model(frames[None], fallback[None], **options)
-            macs = float(ckpt.model.macs(prediction)[0])
+        self.last_engine = self._engine_for(frames, fallback, options)
+        prediction, macs = self._run_engine(self.last_engine, frames, fallback, options)
         forecast = np.clip(ckpt.normaliser.inverse(_host(prediction.forecast[0, ..., :height, :width])),
                            *self.value_range)
         spatial = prediction.masks.spatial(tuple(prediction.forecast.shape[-2:]))
@@ -208,6 +214,37 @@ class Predictor:
             forecast, extrapolated = (np.where(covered, a, np.float32(np.nan)) for a in (forecast, extrapolated))
         return Forecast(forecast, _host(prediction.importance_map[0, 0, :height, :width]), kept, extrapolated, macs,
                         covered)
+
+    def _run_engine(self, engine: str, frames: torch.Tensor, fallback: torch.Tensor, options: dict) -> tuple:
+        """(prediction, executed MACs) of one engine on a batch of one."""
+        if engine == "sparse":
+            prediction = self.sparse(frames[None], fallback[None], **options)
+            return prediction, float(prediction.accounting[0].macs)
+        prediction = self.checkpoint.model(frames[None], fallback[None], **options)
+        return prediction, float(self.checkpoint.model.macs(prediction)[0])
+
+    def _engine_for(self, frames: torch.Tensor, fallback: torch.Tensor, options: dict) -> str:
+        """The engine asked for, or under "auto" on a CPU the faster of the two for this grid size
+        and operating point (both timed once, best of :data:`AUTO_TRIALS` after a warm-up; they
+        compute the same forecast)."""
+        if not self.timed_choice:
+            return self.engine
+        key = (*frames.shape[-2:], self.data_sparsity, self.model_sparsity)
+        if key not in self.engine_choices:
+            timings = {}
+            for engine in ("sparse", "masked"):
+                self._run_engine(engine, frames, fallback, options)
+                runs = []
+                for _ in range(AUTO_TRIALS):
+                    started = time.perf_counter()
+                    self._run_engine(engine, frames, fallback, options)
+                    runs.append((time.perf_counter() - started) * 1e3)
+                timings[engine] = min(runs)
+            self.engine_choices[key] = timings
+            log.info("engine auto for grid %dx%d at sd=%.2f sw=%.2f: sparse %.1f ms, masked %.1f ms",
+                     *key, timings["sparse"], timings["masked"])
+        timings = self.engine_choices[key]
+        return min(timings, key=timings.get)
 
 
 def _host(tensor: torch.Tensor) -> np.ndarray:

@@ -56,8 +56,8 @@ PARAMETERS: tuple[Spec, ...] = (
     Spec("grid_width", 0, "model grid columns; 0: the first frame's", (0, 16384)),
     Spec("resize", False, "resize frames on another grid (else reject them)"),
     Spec("policy", "dyna", "mask policy", choices=("dyna", "dense", "random", "static")),
-    Spec("engine", "auto", "sparse: real sparse execution; masked: the dense graph with masks; auto: sparse on "
-         "CPUs, masked on GPUs", choices=("auto", "sparse", "masked")),
+    Spec("engine", "auto", "sparse: real sparse execution; masked: the dense graph with masks; auto: masked on "
+         "GPUs, on CPUs the faster of the two (timed per grid and point)", choices=("auto", "sparse", "masked")),
     Spec("device", "auto", "where the model runs: auto (the GPU if torch sees one), cpu, cuda",
          choices=("auto", "cpu", "cuda")),
     Spec("threads", 2, "torch CPU threads for inference", (1, 256)),

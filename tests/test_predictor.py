@@ -28,6 +28,24 @@ def test_auto_runs_on_the_gpu_when_there_is_one_with_the_engine_that_pays_there(
     assert next(predictor.checkpoint.model.parameters()).device.type == predictor.device.type
 
 
+def test_auto_on_a_cpu_times_both_engines_once_per_grid_and_point_and_runs_the_faster(frames):
+    checkpoint = load_checkpoint(BUNDLED_MODEL)
+    auto = Predictor(checkpoint, device="cpu")
+    small = np.ascontiguousarray(frames[..., 100:132, 60:92])
+    first = auto(small)
+    auto(small)                                                          # measured once, then reused
+    ((key, timings),) = auto.engine_choices.items()
+    assert key == (32, 32, 0.7, 0.7) and set(timings) == {"sparse", "masked"}
+    assert auto.operating_point["engine"] == min(timings, key=timings.get)
+    auto.data_sparsity = 0.9
+    auto(small)
+    assert len(auto.engine_choices) == 2                                  # a new point is timed anew
+    for engine in ("sparse", "masked"):                                   # the same forecast either way
+        fixed = Predictor(checkpoint, engine=engine, device="cpu")(small)
+        np.testing.assert_allclose(first.forecast, fixed.forecast, atol=1e-3)
+    assert Predictor(checkpoint, engine="sparse", device="cpu").timed_choice is False
+
+
 @pytest.mark.parametrize(("engine", "device", "runs"), [("auto", "cpu", "sparse"), ("auto", "cuda", "masked"),
                                                        ("sparse", "cuda", "sparse"), ("masked", "cpu", "masked")])
 def test_engine_resolution(engine, device, runs):

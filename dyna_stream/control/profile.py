@@ -39,7 +39,7 @@ def machine_key(checkpoint_path: str | Path, predictor: Predictor) -> str:
     device = predictor.device
     chip = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     machine = f"{platform.node()}|{platform.machine()}|{platform.processor()}|{torch.__version__}|" \
-              f"{torch.get_num_threads()}|{device}|{chip}|{predictor.engine}"
+              f"{torch.get_num_threads()}|{device}|{chip}|{predictor.engine}|{predictor.timed_choice}"
     return f"v{PROFILE_VERSION}-{digest}-{hashlib.sha256(machine.encode()).hexdigest()[:12]}"
 
 
