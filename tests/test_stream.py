@@ -1,4 +1,5 @@
 """The streaming node end to end on loopback (ipc://), with real radar frames, and under bad input."""
+import logging
 import subprocess
 import sys
 import threading
@@ -21,9 +22,11 @@ from dyna_stream.predictor import Predictor
 from dyna_stream.stream.client import ForecastClient
 from dyna_stream.stream.node import Node
 from dyna_stream.stream.pipeline import Pipeline
+from dyna_stream.stream.protocol import Message, encode
 from dyna_stream.stream.publisher import replay
 from dyna_stream.stream.ring_buffer import RingBuffer
 from dyna_stream.stream.sources import capture_frames, frame_stamps
+from dyna_stream.stream.zmq_transport import ZmqFrameSource
 
 from conftest import REPO
 
@@ -401,3 +404,28 @@ def test_a_port_in_use_is_one_line_and_exit_2(tmp_path):
     assert run.returncode == 2, run.stderr
     assert "cannot bind tcp://127.0.0.1" in run.stderr and "Traceback" not in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1
+
+
+def test_integer_frames_and_foreign_units_are_used_as_sent_and_said_once(tmp_path, caplog):
+    pipeline = Pipeline(lambda frames: None, RingBuffer(6, 1, (4, 4)), [], units="dBZ")
+    source = ZmqFrameSource(pipeline, f"ipc://{tmp_path}/frames", bind=True).start()
+    sender = zmq.Context.instance().socket(zmq.PUB)
+    sender.connect(f"ipc://{tmp_path}/frames")
+    frames = [(np.full((4, 4), 40, np.uint8), "dBZ"), (np.full((4, 4), 41, np.uint8), ""),
+              (np.full((4, 4), 1.5, np.float32), "mm/h"), (np.full((4, 4), 2.5, np.float32), "mm/h"),
+              (np.full((4, 4), 30, np.float32), "dBZ")]
+    try:
+        with caplog.at_level(logging.WARNING, logger="dyna_stream.stream.zmq_transport"):
+            time.sleep(0.5)                                          # the slow joiner: let the SUB connect
+            for seq, (array, units) in enumerate(frames):
+                sender.send_multipart(encode("frame", Message("frame", seq, 10**9 * (seq + 1), "", array, units)))
+            deadline = time.monotonic() + 10
+            while pipeline.stats().get("received", 0) < len(frames) and time.monotonic() < deadline:
+                time.sleep(0.05)
+    finally:
+        sender.close(0)
+        source.close()
+    assert pipeline.stats()["received"] == len(frames)            # every frame used, as sent
+    warnings = [record.getMessage() for record in caplog.records]
+    assert len(warnings) == 2, warnings                              # once per dtype, once per foreign unit
+    assert "uint8 frames are taken as dBZ as they are" in warnings[0] and "'mm/h'" in warnings[1]

@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 
+import numpy as np
 import zmq
 
 from ..errors import ConfigError
@@ -53,6 +54,7 @@ class ZmqFrameSource:
         self.socket = open_socket(self.context, zmq.SUB, endpoint, bind=bind, hwm=hwm, keys=keys)
         self.socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
         self._warn_every_s, self._last_warning = warn_every_s, 0.0
+        self._said: set[tuple[str, str]] = set()          # (dtype or units, value) already warned about
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="dyna_stream-zmq-source", daemon=True)
 
@@ -86,11 +88,25 @@ class ZmqFrameSource:
             if message.kind != "frame" or message.array is None:
                 self._drop("not_a_frame", f"kind {message.kind!r} on topic {topic!r}")
                 continue
+            self._check_units(message)
             try:
                 self.pipeline.submit(message.array, message.stamp_ns, message.frame_id, received_ns)
             except Exception as exc:  # the receive loop must outlive any single message
                 log.exception("frame handling failed")
                 self._drop("internal", repr(exc))
+
+    def _check_units(self, message: Message) -> None:
+        """Say once per kind what is taken on trust: integer frames are used as they are, in the
+        model's units (no scale or offset is applied), and a frame's ``units`` is not converted."""
+        expected = self.pipeline.units
+        if np.issubdtype(message.array.dtype, np.integer) and ("dtype", message.array.dtype.name) not in self._said:
+            self._said.add(("dtype", message.array.dtype.name))
+            log.warning("%s frames are taken as %s as they are (no scale or offset is applied); send coded values "
+                        "converted (FMI PGM bytes: dBZ = 0.5 · raw − 32)", message.array.dtype.name, expected or "is")
+        if message.units and expected and message.units != expected and ("units", message.units) not in self._said:
+            self._said.add(("units", message.units))
+            log.warning("frames say units %r but this model takes %r; values are used as they are, not converted",
+                        message.units, expected)
 
     def close(self) -> None:
         self._stop.set()
