@@ -144,6 +144,8 @@ def _predict_args(parser: argparse.ArgumentParser) -> None:
                         help="a folder of FMI radar files or a .npy/.npz/.nc/.h5 array file "
                              "(default: the bundled radar sample)")
     parser.add_argument("--variable", help="variable name inside --input (netCDF, HDF5, npz)")
+    parser.add_argument("--layout", default="auto", choices=["auto", "THW", "TCHW", "THWC"],
+                        help="axes of an array input (auto: 3 axes THW, 4 axes TCHW; THWC: channel-last)")
     parser.add_argument("--pixel-km", type=float, help="the input's pixel size in km (radar folders know theirs; "
                         "arrays: default the model's). A whole factor finer is averaged onto the model's grid "
                         "and back; anything else is refused")
@@ -163,7 +165,7 @@ def _predict(args: argparse.Namespace) -> int:
     for path in predict_file(args.checkpoint, args.input, out_dir=args.out, variable=args.variable,
                              data_sparsity=args.sd, model_sparsity=args.sw, policy=args.policy,
                              engine=args.engine, device=args.device, pixel_km=args.pixel_km,
-                             step_minutes=args.step_minutes):
+                             step_minutes=args.step_minutes, layout=args.layout):
         print(path)
     return 0
 

@@ -20,11 +20,12 @@ log = logging.getLogger(__name__)
 def predict_file(checkpoint: str | Path, input_path: str | Path, *, out_dir: str | Path,
                  variable: str | None = None, data_sparsity: float = 0.7, model_sparsity: float = 0.7,
                  policy: str = "dyna", engine: str = "auto", device: str = "auto", pixel_km: float | None = None,
-                 step_minutes: float | None = None) -> list[Path]:
+                 step_minutes: float | None = None, layout: str = "auto") -> list[Path]:
     """Forecast from the last T_in frames of ``input_path``; returns the files written.
 
     ``pixel_km`` / ``step_minutes``: the input's grid (default: what the file says, else the model's);
-    see :class:`~dyna_stream.predictor.Predictor`. Writes ``forecast.npz`` (forecast (T_out, C, H, W)
+    see :class:`~dyna_stream.predictor.Predictor`. ``layout``: an array file's axes ("auto", "THW",
+    "TCHW", "THWC"). Writes ``forecast.npz`` (forecast (T_out, C, H, W)
     and fallback in physical units, NaN where the input had no measurement; importance (H, W),
     kept_tiles (H, W), coverage (H, W) bool, input_times ("NaT" when the input has none), units),
     ``forecast.png`` and ``importance.png``.
@@ -32,10 +33,16 @@ def predict_file(checkpoint: str | Path, input_path: str | Path, *, out_dir: str
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise DataError(f"--out {out_dir} is a file; name a folder (it is created if missing)")
     ckpt = load_checkpoint(checkpoint)
-    series = load_path(input_path, variable, units=ckpt.normaliser.units, fill_value=ckpt.fill_value)
+    series = load_path(input_path, variable, units=ckpt.normaliser.units, fill_value=ckpt.fill_value, layout=layout)
     if len(series) < ckpt.t_in:
         raise DataError(f"{input_path}: {len(series)} frames, the model needs the latest {ckpt.t_in}")
-    ckpt.normaliser.check_channels(series.shape[1])
+    try:
+        ckpt.normaliser.check_channels(series.shape[1])
+    except DataError as exc:
+        if layout == "auto" and series.shape[-1] == len(ckpt.normaliser.mean):
+            raise DataError(f"{exc} (read as (T, C, H, W) = {series.shape}; a channel-last (T, H, W, C) array "
+                            "needs --layout THWC)") from None
+        raise
     pixel_km = pixel_km if pixel_km is not None else series.pixel_km
     if pixel_km is None and ckpt.pixel_km is not None:
         log.warning("%s does not say its pixel size: taken as the model's %g km (pass --pixel-km if not)",

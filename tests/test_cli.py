@@ -56,6 +56,31 @@ def test_predict_reads_generic_array_files(tmp_path):
     assert main(["-q", "predict", "--input", str(tmp_path / "frames.npy"), "--out", str(tmp_path / "o")]) == 0
     with np.load(tmp_path / "o" / "forecast.npz") as result:
         assert result["forecast"].shape == (6, 1, 40, 30)
+        planar = result["forecast"]
+    np.save(tmp_path / "last.npy", frames[..., None])                       # the same frames, channel-last
+    assert main(["-q", "predict", "--input", str(tmp_path / "last.npy"), "--out", str(tmp_path / "c")]) == 2
+    assert main(["-q", "predict", "--input", str(tmp_path / "last.npy"), "--layout", "THWC",
+                 "--out", str(tmp_path / "c")]) == 0
+    with np.load(tmp_path / "c" / "forecast.npz") as result:
+        np.testing.assert_array_equal(result["forecast"], planar)
+
+
+def test_layout_and_variable_mistakes_say_what_to_do(tmp_path):
+    np.save(tmp_path / "last.npy", np.zeros((7, 40, 30, 1), np.float32))
+    last = _predict_error(tmp_path, "--input", str(tmp_path / "last.npy"))
+    assert "40 channels" in last and "channel-last (T, H, W, C) array needs --layout THWC" in last
+    np.save(tmp_path / "frames.npy", np.zeros((7, 40, 30), np.float32))
+    named = _predict_error(tmp_path, "--input", str(tmp_path / "frames.npy"), "--variable", "dbz")
+    assert "a .npy file holds one unnamed array, so --variable 'dbz' cannot apply" in named
+    wrong = _predict_error(tmp_path, "--input", str(tmp_path / "frames.npy"), "--layout", "TCHW")
+    assert "layout TCHW needs 4" in wrong
+
+
+def _predict_error(tmp_path, *args: str) -> str:
+    run = subprocess.run([sys.executable, "-m", "dyna_stream.cli", "-q", "predict", *args, "--out",
+                          str(tmp_path / "o")], capture_output=True, text=True)
+    assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1, run.stderr
+    return run.stderr
 
 
 def test_predict_at_1km_forecasts_on_the_model_grid_and_back(tmp_path):

@@ -10,6 +10,9 @@ from ..errors import DataError
 
 
 def _read_npy(path: Path, variable: str | None) -> np.ndarray:
+    if variable is not None:
+        raise DataError(f"{path.name}: a .npy file holds one unnamed array, so --variable {variable!r} cannot "
+                        "apply; drop it (names exist in .npz, .nc and .h5 files)")
     return np.load(path, allow_pickle=False)
 
 
@@ -45,6 +48,22 @@ def _pick(path: Path, variable: str | None, names: list[str], read: Callable[[st
     if variable not in names:
         raise DataError(f"{path.name} has no variable {variable!r}; it has {names}")
     return read(variable)
+
+
+LAYOUTS = ("auto", "THW", "TCHW", "THWC")
+
+
+def to_tchw(array: np.ndarray, layout: str = "auto", *, name: str = "array") -> np.ndarray:
+    """``array`` in ``layout`` as (T, C, H, W); "auto" takes 3 axes as (T, H, W) and 4 as (T, C, H, W)."""
+    if layout not in LAYOUTS:
+        raise DataError(f"layout must be one of {LAYOUTS}, not {layout!r}")
+    expected = {"auto": (3, 4), "THW": (3,), "TCHW": (4,), "THWC": (4,)}[layout]
+    if array.ndim not in expected:
+        raise DataError(f"{name}: shape {array.shape} has {array.ndim} axes, layout {layout} needs "
+                        f"{' or '.join(map(str, expected))}")
+    if array.ndim == 3:
+        return array[:, None]
+    return np.moveaxis(array, -1, 1) if layout == "THWC" else array
 
 
 READERS: dict[str, Callable[[Path, str | None], np.ndarray]] = {

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from . import era5, radar_fmi, radar_sets, taxi_nyc
-from .gridded_files import read_array
+from .gridded_files import read_array, to_tchw
 from .series import Series, from_array
 
 SPLITS = ("train", "val", "test")
@@ -89,11 +89,14 @@ def load_parts(name: str, split: str, root: str | Path | None = None) -> list[Se
     return list(loaded) if isinstance(loaded, list | tuple) else [loaded]
 
 
-def load_path(path: str | Path, variable: str | None = None, *, units: str = "", fill_value: float = 0.0) -> Series:
-    """Any user input: a folder of FMI radar files, or a (T, H, W) / (T, C, H, W) array file."""
+def load_path(path: str | Path, variable: str | None = None, *, units: str = "", fill_value: float = 0.0,
+              layout: str = "auto") -> Series:
+    """Any user input: a folder of FMI radar files, or an array file in ``layout`` (see
+    :func:`~dyna_stream.data.gridded_files.to_tchw`: (T, H, W), (T, C, H, W) or channel-last (T, H, W, C))."""
     path = Path(path)
     if path.is_dir():
         return radar_fmi.load_event(path)
     if not path.exists():
         raise DataError(f"input not found: {path}")
-    return from_array(read_array(path, variable), units=units, name=path.name, fill_value=fill_value)
+    array = to_tchw(read_array(path, variable), layout, name=path.name)
+    return from_array(array, units=units, name=path.name, fill_value=fill_value)
