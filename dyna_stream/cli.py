@@ -107,7 +107,7 @@ def _prune(args: argparse.Namespace) -> int:
 def _runtime_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine", default="auto", choices=["auto", "sparse", "masked"],
                         help="execute only kept tiles/channels (sparse), the masked dense graph (masked), or the "
-                             "one that pays on the device (auto: sparse on CPUs, masked on GPUs)")
+                             "one that pays (auto: masked on GPUs; on CPUs the faster, timed per grid and point)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (the GPU if torch sees one)")
 
 
@@ -119,7 +119,13 @@ def _eval_args(parser: argparse.ArgumentParser) -> None:
                         help="Dyna-Pruner / random operating points sd = sw")
     parser.add_argument("--split", default="test", choices=["train", "val", "test"])
     parser.add_argument("--dataset", help="score on this data set instead of the checkpoint's own (e.g. radar-knmi, "
-                                          "radar-mrms for a radar model)")
+                                          "radar-mrms for a radar model), or on your own array file or FMI radar "
+                                          "folder (values in the model's units; split in time, see --splits)")
+    parser.add_argument("--variable", help="variable name inside a --dataset file (npz, netCDF, HDF5)")
+    parser.add_argument("--layout", default="auto", choices=["auto", "THW", "TCHW", "THWC"],
+                        help="axes of a --dataset array (auto: 3 axes THW, 4 axes TCHW)")
+    parser.add_argument("--splits", type=float, nargs=2, default=[0.7, 0.15], metavar=("TRAIN", "VAL"),
+                        help="a --dataset file's train and val shares in time order; test is the rest")
     _runtime_args(parser)
     parser.add_argument("--data-root", help="folder holding the data sets")
     parser.add_argument("--out", required=True, help="report folder (report.md, report.json, importance.png)")
@@ -131,7 +137,8 @@ def _eval(args: argparse.Namespace) -> int:
 
     md_path = run_evaluation(args.checkpoint, dense=args.dense, mp=args.mp, sparsities=tuple(args.sparsities),
                              split=args.split, data_root=args.data_root, out_dir=args.out, engine=args.engine,
-                             device=args.device, dataset=args.dataset)
+                             device=args.device, dataset=args.dataset, variable=args.variable, layout=args.layout,
+                             splits=tuple(args.splits))
     print(md_path)
     return 0
 

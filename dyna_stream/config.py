@@ -14,10 +14,33 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class FileDataConfig(_Strict):
+    """Your own series as the data set: one array file or a folder of FMI radar files, split in time."""
+
+    path: str = Field(description="a .npy/.npz/.nc/.h5 array file or a folder of FMI radar files")
+    variable: str | None = Field(None, description="the array's name inside .npz/.nc/.h5")
+    layout: Literal["auto", "THW", "TCHW", "THWC"] = Field(
+        "auto", description="the array's axes (auto: 3 axes THW, 4 axes TCHW; THWC: channel-last)")
+    units: str = Field("", description="physical units of the values (dBZ, K, trips, …)")
+    fill_value: float = Field(0.0, description="what cells without a measurement (NaN) take")
+    t_in: int = Field(6, ge=1, description="input frames")
+    t_out: int = Field(6, ge=1, description="forecast frames")
+    fallback: Literal["persistence", "advection"] = Field(
+        "persistence", description="what pruned tiles take: persistence, or advection (optical flow; radar)")
+    splits: tuple[float, float] = Field((0.7, 0.15), description="train and val shares of the frames in time "
+                                                                 "order; test takes the rest")
+    csi_thresholds: tuple[float, ...] = Field((), description="event thresholds for CSI scores (radar: 20 30 40)")
+    value_range: tuple[float | None, float | None] = Field(
+        (None, None), description="physically possible (low, high) forecasts are clipped to; null: unbounded")
+    pixel_km: float | None = Field(None, gt=0, description="pixel size, km (null: not a map or unknown)")
+    step_minutes: float | None = Field(None, gt=0, description="minutes between frames (null: unknown)")
+
+
 class DataConfig(_Strict):
-    name: str = "radar-fmi"
+    name: str = Field("radar-fmi", description="a built-in data set, or the name your `file` data set takes")
     root: str | None = Field(
         None, description="folder holding the data sets; default $DYNA_STREAM_DATA or ../shared/data")
+    file: FileDataConfig | None = Field(None, description="train on your own file instead of a built-in data set")
 
 
 class ModelConfig(_Strict):

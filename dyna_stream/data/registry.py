@@ -8,8 +8,11 @@ from pathlib import Path
 
 from ..errors import DataError
 from . import era5, radar_fmi, radar_sets, taxi_nyc
-from .gridded_files import read_array, to_tchw
-from .series import Series, from_array
+from .series import Series
+from .user_files import FileSource, load_path
+
+__all__ = ["DATASETS", "SPLITS", "DatasetSpec", "dataset_for", "default_root", "get_dataset", "load_parts",
+           "load_path", "load_split", "register_file_dataset"]
 
 SPLITS = ("train", "val", "test")
 DEFAULT_ROOT_ENV = "DYNA_STREAM_DATA"
@@ -23,7 +26,8 @@ class DatasetSpec:
     ``value_range`` is the physically possible (low, high) that forecasts are clipped to
     (None: unbounded on that side). ``load_split`` returns one series or, for data sets made of
     several sources or regions, a list of them. ``pixel_km`` and ``step_minutes``: the grid's pixel
-    size and time step (None: not a map, or not known).
+    size and time step (None: not a map, or not known). ``source``: a user's file, split in time
+    (then ``folder`` and ``load_split`` are not used).
     """
 
     name: str
@@ -36,6 +40,7 @@ class DatasetSpec:
     value_range: tuple[float | None, float | None] = (None, None)
     pixel_km: float | None = None
     step_minutes: float | None = None
+    source: FileSource | None = None
 
 
 RADAR_THRESHOLDS = (20.0, 30.0, 40.0)          # dBZ: CSI thresholds (moderate, heavy, very heavy rain)
@@ -52,6 +57,39 @@ DATASETS: dict[str, DatasetSpec] = {
         DatasetSpec("era5-t2m", "era5_t2m_uk", 12, 12, "persistence", (), era5.load_split),
     )
 }
+
+
+BUILT_IN = frozenset(DATASETS)
+
+
+def _unused_split(folder: Path, split: str) -> Series:
+    raise DataError("a file data set is split by its FileSource")
+
+
+def register_file_dataset(name: str, source: FileSource, *, t_in: int, t_out: int, fallback: str = "persistence",
+                          csi_thresholds: tuple[float, ...] = (), value_range: tuple[float | None, float | None] =
+                          (None, None), pixel_km: float | None = None, step_minutes: float | None = None
+                          ) -> DatasetSpec:
+    """Make a user's file the data set ``name`` for this process (checkpoints trained on it record
+    how, and register it again when loaded). Built-in names are refused."""
+    if name in BUILT_IN:
+        raise DataError(f"{name!r} is a built-in data set; give your file another data.name")
+    spec = DatasetSpec(name, "", t_in, t_out, fallback, tuple(csi_thresholds), _unused_split, tuple(value_range),
+                       pixel_km, step_minutes, source)
+    DATASETS[name] = spec
+    return spec
+
+
+def dataset_for(data) -> DatasetSpec:
+    """The data set a run's ``data`` section (:class:`dyna_stream.config.DataConfig`) names: a
+    built-in one, or its ``file`` registered under ``data.name``."""
+    if data.file is None:
+        return get_dataset(data.name)
+    file = data.file
+    source = FileSource(file.path, file.variable, file.layout, file.units, file.fill_value, tuple(file.splits))
+    return register_file_dataset(data.name, source, t_in=file.t_in, t_out=file.t_out, fallback=file.fallback,
+                                 csi_thresholds=tuple(file.csi_thresholds), value_range=tuple(file.value_range),
+                                 pixel_km=file.pixel_km, step_minutes=file.step_minutes)
 
 
 def get_dataset(name: str) -> DatasetSpec:
@@ -81,22 +119,11 @@ def load_parts(name: str, split: str, root: str | Path | None = None) -> list[Se
     if split not in SPLITS:
         raise DataError(f"split must be one of {SPLITS}, not {split!r}")
     spec = get_dataset(name)
+    if spec.source is not None:
+        return [spec.source.split(split, min_frames=spec.t_in + spec.t_out)]
     folder = Path(root if root is not None else default_root()) / spec.folder
     if not folder.is_dir():
         raise DataError(f"{name}: folder {folder} not found; pass --data-root (or set ${DEFAULT_ROOT_ENV}) "
                         f"to the folder that holds {spec.folder}/")
     loaded = spec.load_split(folder, split)
     return list(loaded) if isinstance(loaded, list | tuple) else [loaded]
-
-
-def load_path(path: str | Path, variable: str | None = None, *, units: str = "", fill_value: float = 0.0,
-              layout: str = "auto") -> Series:
-    """Any user input: a folder of FMI radar files, or an array file in ``layout`` (see
-    :func:`~dyna_stream.data.gridded_files.to_tchw`: (T, H, W), (T, C, H, W) or channel-last (T, H, W, C))."""
-    path = Path(path)
-    if path.is_dir():
-        return radar_fmi.load_event(path)
-    if not path.exists():
-        raise DataError(f"input not found: {path}")
-    array = to_tchw(read_array(path, variable), layout, name=path.name)
-    return from_array(array, units=units, name=path.name, fill_value=fill_value)

@@ -125,7 +125,9 @@ def build_report(spec: DatasetSpec, series: Series | list[Series], rows: list[di
             row["macs_vs_dense_pct"] = 100.0 * m["macs"] / dense["metrics"]["macs"] if is_model else None
     return {
         "dataset": spec.name,
-        "test_data": "; ".join(f"{part.name}: {len(part)} frames {part.times[0]} – {part.times[-1]} UTC"
+        "test_data": "; ".join(f"{part.name}: {len(part)} frames "
+                               + ("(times unknown)" if np.isnat(part.times[0]) else
+                                  f"{part.times[0]} – {part.times[-1]} UTC")
                                for part in as_parts(series)),
         "window": f"{spec.t_in} → {spec.t_out} frames",
         "engine": engine,

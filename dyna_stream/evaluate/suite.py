@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..data.registry import get_dataset, load_parts
+from ..data.registry import DATASETS, DatasetSpec, get_dataset, load_parts, register_file_dataset
+from ..data.user_files import FileSource
 from ..errors import DataError
 from ..model.checkpoint import load_checkpoint
 from ..predictor import resolve_device, resolve_engine
@@ -15,10 +16,12 @@ FIGURE_NAME = "importance.png"
 def run_evaluation(checkpoint: str | Path, *, dense: str | Path | None = None, mp: str | Path | None = None,
                    sparsities: tuple[float, ...] = (0.5, 0.7, 0.9), split: str = "test",
                    data_root: str | Path | None = None, out_dir: str | Path, engine: str = "auto",
-                   device: str = "auto", dataset: str | None = None) -> Path:
+                   device: str = "auto", dataset: str | None = None, variable: str | None = None,
+                   layout: str = "auto", splits: tuple[float, float] = (0.7, 0.15)) -> Path:
     """Returns the path of the Markdown report (JSON and PNG beside it). ``dataset``: score on this
     data set's split instead of the checkpoint's own (same units and window; e.g. a radar model on
-    radar from another service)."""
+    radar from another service), or on a user's file or FMI radar folder (``variable``, ``layout``;
+    split in time by ``splits``, see :class:`~dyna_stream.data.user_files.FileSource`)."""
     resolved = resolve_device(device)
     engine, device = resolve_engine(engine, resolved), str(resolved)
     dyna = load_checkpoint(checkpoint)
@@ -30,7 +33,8 @@ def run_evaluation(checkpoint: str | Path, *, dense: str | Path | None = None, m
     for name, ckpt in loaded.items():
         if ckpt.dataset != dyna.dataset:
             raise ValueError(f"{name} checkpoint is for {ckpt.dataset}, the Dyna-Pruner one for {dyna.dataset}")
-    spec = get_dataset(dataset or dyna.dataset)
+    spec = (user_file_dataset(dataset, dyna, variable=variable, layout=layout, splits=splits)
+            if dataset is not None and Path(dataset).exists() else get_dataset(dataset or dyna.dataset))
     if (spec.t_in, spec.t_out) != (dyna.t_in, dyna.t_out):
         raise DataError(f"{spec.name} forecasts {spec.t_in} → {spec.t_out} frames; the checkpoint "
                         f"{dyna.t_in} → {dyna.t_out}")
@@ -47,3 +51,16 @@ def run_evaluation(checkpoint: str | Path, *, dense: str | Path | None = None, m
     report = build_report(spec, series, rows, checkpoints=loaded, figure=FIGURE_NAME, figure_window=window,
                           engine=engine, device=device)
     return write_report(report, out_dir)[1]
+
+
+def user_file_dataset(path: str | Path, checkpoint, *, variable: str | None, layout: str,
+                      splits: tuple[float, float]) -> DatasetSpec:
+    """A user's file scored like the checkpoint's own data set: its window, units, fill value,
+    fallback, thresholds, value range and grid (the file's values are taken in the model's units)."""
+    like = DATASETS.get(checkpoint.dataset)
+    source = FileSource(str(path), variable, layout, checkpoint.normaliser.units, checkpoint.fill_value, splits)
+    return register_file_dataset(
+        Path(path).name, source, t_in=checkpoint.t_in, t_out=checkpoint.t_out,
+        fallback=like.fallback if like else "persistence", csi_thresholds=like.csi_thresholds if like else (),
+        value_range=like.value_range if like else (None, None), pixel_km=checkpoint.pixel_km,
+        step_minutes=checkpoint.step_minutes)

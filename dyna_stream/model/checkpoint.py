@@ -15,6 +15,7 @@ from .. import __version__
 from ..atomic import write_with
 from ..config import ModelConfig, RunConfig
 from ..data.normalise import Normaliser
+from ..data.registry import DATASETS, dataset_for
 from ..errors import CheckpointError
 from .dynapruner import DynaPruner
 from .norm import NormLevels
@@ -112,6 +113,8 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
         raise CheckpointError(f"{path}: checkpoint does not match this code "
                               f"({type(exc).__name__}: {exc})") from None
     model.eval()
+    if config.data.file is not None:          # trained on a user's file: its data set exists again here
+        dataset_for(config.data)
     pixel_km, step_minutes = _grid(payload)
     return Checkpoint(model, config, normaliser, str(payload["dataset"]), t_in, t_out, fill_value,
                       dict(payload.get("metrics", {})), int(payload.get("step", 0)),
@@ -122,8 +125,6 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
 def _grid(payload: dict) -> tuple[float | None, float | None]:
     """(pixel km, step minutes) the model was trained at; checkpoints written before they were
     recorded take their data set's (the registry knows every built-in one)."""
-    from ..data.registry import DATASETS
-
     grid = payload.get("grid")
     if isinstance(grid, dict):
         return grid.get("pixel_km"), grid.get("step_minutes")

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from ..config import RunConfig, TrainConfig
 from ..data.normalise import Normaliser
 from ..data.patches import PatchWindows
-from ..data.registry import get_dataset, load_parts
+from ..data.registry import dataset_for, get_dataset, load_parts
 from ..data.series import Series
 from ..data.windows import ConcatWindows, WindowDataset, random_crop_flip, window_set
 from ..errors import ConfigError
@@ -46,7 +46,7 @@ def prepare_data(config: RunConfig, multiple: int, *, train_series: Series | lis
                  val_series: Series | list[Series] | None = None) -> TrainingData:
     """Load splits (or take the given series), fit normalisation on train, build windows (one
     :class:`WindowDataset` per series; several become a :class:`ConcatWindows`)."""
-    spec = get_dataset(config.data.name)
+    spec = dataset_for(config.data)
     train_parts = _as_parts(train_series) or load_parts(spec.name, "train", config.data.root)
     val_parts = _as_parts(val_series) or load_parts(spec.name, "val", config.data.root)
     normaliser = Normaliser.fit(train_parts)
@@ -129,7 +129,7 @@ class _Session:
         cfg = self.cfg = config.train
         self.config, self.data, self.model, self.generator = config, data, model, generator
         self.distributed, self.forward = distributed, distributed.wrap(model)
-        self.spec = get_dataset(config.data.name)
+        self.spec = dataset_for(config.data)
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor)
         self.history: list[dict] = []
@@ -246,7 +246,7 @@ def train(config: RunConfig, *, resume: str | Path | None = None, progress: bool
     distributed = from_environment(cuda=device.type == "cuda")
     device = distributed.device(device)
     generator = _seed_everything(cfg.seed)
-    spec = get_dataset(config.data.name)
+    spec = dataset_for(config.data)
     probe = build_model(config.model, t_in=spec.t_in, t_out=spec.t_out, channels=1)
     data = data or prepare_data(config, probe.tile_size)
     channels = data.train.channels
