@@ -43,6 +43,9 @@ def predict_file(checkpoint: str | Path, input_path: str | Path, *, out_dir: str
             raise DataError(f"{exc} (read as (T, C, H, W) = {series.shape}; a channel-last (T, H, W, C) array "
                             "needs --layout THWC)") from None
         raise
+    if (reason := ckpt.normaliser.unlike(series)) is not None:
+        log.warning("%s is unlike this model's training data (%s): expect biased forecasts; train on your own "
+                    "history (data.file, README 'Your own data')", Path(input_path).name, reason)
     pixel_km = pixel_km if pixel_km is not None else series.pixel_km
     if pixel_km is None and ckpt.pixel_km is not None:
         log.warning("%s does not say its pixel size: taken as the model's %g km (pass --pixel-km if not)",

@@ -6,6 +6,8 @@ import pytest
 from dyna_stream.assets import BUNDLED_MODEL
 from dyna_stream.cli import main
 from dyna_stream.data import registry
+from dyna_stream.data.normalise import Normaliser
+from dyna_stream.data.series import from_array
 from dyna_stream.data.synthetic import moving_storms
 from dyna_stream.data.user_files import FileSource
 from dyna_stream.errors import DataError
@@ -75,3 +77,14 @@ def test_eval_scores_a_model_on_your_own_file(storms_file, tmp_path):
     assert main(["-q", "eval", "--checkpoint", str(BUNDLED_MODEL), "--dataset", str(path), "--variable", "dbz",
                  "--layout", "THWC", "--out", str(tmp_path / "short")]) == 2    # 15 % of 30 frames < one window
     assert registry.get_dataset("my_radar.npz").fallback == "advection"      # scored like the model's own data
+
+
+def test_data_unlike_the_training_data_is_said_but_calm_radar_is_not():
+    counts = np.random.default_rng(0).gamma(2.0, 60.0, (40, 1, 16, 12)).astype(np.float32)   # taxi-like trips
+    trained = Normaliser.fit(from_array(counts, units="trips", name="taxi"))
+    assert trained.unlike(from_array(counts[:10] * 1.1, units="trips", name="taxi, later")) is None
+    fewer = trained.unlike(from_array(counts * 0.2, units="trips", name="bikes"))       # a city 5× quieter
+    assert fewer is not None and "training data's" in fewer
+    radar = Normaliser.fit(moving_storms(frames=12, seed=1))
+    calm = from_array(np.full((6, 64, 48), -32.0, np.float32), units="dBZ", name="calm hour")
+    assert radar.unlike(calm) is None

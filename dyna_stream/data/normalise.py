@@ -70,6 +70,22 @@ class Normaliser:
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"checkpoint normalisation block is malformed ({exc})") from None
 
+    def unlike(self, series: Series) -> str | None:
+        """Why ``series`` looks unlike the training data (None: it does not): per channel, a mean more
+        than 2 training standard deviations away, or a spread 3× narrower or wider. Not for radar
+        reflectivity, where a calm hour is all no-echo and legitimately narrow."""
+        if self.units == "dBZ":
+            return None
+        for c, (mean, std) in enumerate(zip(self.mean, self.std)):
+            cells = series.values[:, c][series.valid[:, c]]
+            if cells.size < 2:
+                continue
+            shift, ratio = abs(float(cells.mean()) - mean) / std, float(cells.std()) / std
+            if shift > 2 or not 1 / 3 <= ratio <= 3:
+                return (f"channel {c}: mean {cells.mean():.4g}, std {cells.std():.4g} {self.units} against the "
+                        f"training data's {mean:.4g}, {std:.4g}")
+        return None
+
     def check_channels(self, channels: int) -> None:
         if channels != len(self.mean):
             raise DataError(f"data has {channels} channels but the model was trained on {len(self.mean)}")
