@@ -78,6 +78,8 @@ class Node:
         operating = config.operating
         if operating.threads:
             torch.set_num_threads(operating.threads)
+        log.info("loading %s%s", config.model or f"the bundled model ({BUNDLED_MODEL.name})",
+                 "; profiling operating points (cached after the first start)" if config.control.enabled else "")
         checkpoint = load_checkpoint(config.model or BUNDLED_MODEL)
         self.predictor = Predictor(checkpoint, data_sparsity=operating.data_sparsity,
                                    model_sparsity=operating.model_sparsity, policy=operating.policy,
