@@ -429,3 +429,32 @@ def test_integer_frames_and_foreign_units_are_used_as_sent_and_said_once(tmp_pat
     warnings = [record.getMessage() for record in caplog.records]
     assert len(warnings) == 2, warnings                              # once per dtype, once per foreign unit
     assert "uint8 frames are taken as dBZ as they are" in warnings[0] and "'mm/h'" in warnings[1]
+
+
+def test_a_node_fed_only_garbage_still_sends_status_and_seq_gaps_count_as_lost(tmp_path):
+    node, frames_in, forecasts_out = start_node(tmp_path, "buffer.grid=[32, 48]", "log_every_s=0.2")
+    runner = threading.Thread(target=node.run, daemon=True)
+    runner.start()
+    context = zmq.Context()
+    sender = context.socket(zmq.PUB)
+    sender.connect(frames_in)
+    client = ForecastClient(forecasts_out, context=context)
+    frame = np.full((32, 48), -32.0, np.float32)
+    try:
+        time.sleep(0.5)
+        for _ in range(3):
+            sender.send_multipart([b"frame", b"\x00junk", b""])
+        assert client.wait_for(1, timeout_s=1.5) == []              # no forecast, and the wait still ends
+        assert client.status.get("malformed") == 3 and client.status.get("published", 0) == 0
+        for sender_id, seqs in (("radar-a", (0, 1, 4, 5)), ("radar-b", (7, 8, 0, 2))):   # b restarts at 0
+            for seq in seqs:
+                header = {"v": 1, "kind": "frame", "seq": seq, "stamp_ns": 0, "frame_id": sender_id,
+                          "shape": [32, 48], "dtype": "float32"}
+                sender.send_multipart([b"frame", msgpack.packb(header), frame.tobytes()])
+        time.sleep(0.5)
+    finally:
+        client.close()
+        sender.close(0)
+        node.stop()
+        runner.join(5)
+    assert node.pipeline.stats()["lost"] == 2 + 1                    # a: 2, 3; b: 1 after its restart

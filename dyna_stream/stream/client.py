@@ -32,9 +32,11 @@ class ForecastClient:
         self.malformed = 0
 
     def updates(self, timeout_s: float = 10.0) -> Iterator[StreamResult]:
-        """Yield complete updates until ``timeout_s`` passes without a message."""
+        """Yield complete updates until ``timeout_s`` passes without one (status messages, which a
+        node also sends while it has nothing to forecast, update :attr:`status` but do not count)."""
         halves: dict[int, dict[str, Any]] = {}
-        while self.socket.poll(int(timeout_s * 1000)):
+        deadline = time.monotonic() + timeout_s
+        while self.socket.poll(max(0, int((deadline - time.monotonic()) * 1000))):
             try:
                 topic, message = decode(self.socket.recv_multipart())
             except ProtocolError:
@@ -54,6 +56,7 @@ class ForecastClient:
                 yield StreamResult(message.seq, forecast.stamp_ns, forecast.frame_id, forecast.array.copy(),
                                    importance.array.copy(), forecast.units,
                                    float(forecast.meta.get("latency_ms", float("nan"))), forecast.meta)
+                deadline = time.monotonic() + timeout_s
             for stale in [seq for seq in halves if seq < message.seq - 8]:
                 del halves[stale]
 

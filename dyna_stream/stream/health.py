@@ -9,7 +9,7 @@ from typing import Any
 
 # pipeline counters that mean a frame or a window was not forecast
 DROP_COUNTERS = ("rejected", "malformed", "duplicate", "out_of_order", "windows_skipped", "inference_errors",
-                 "sink_errors", "inactive")
+                 "sink_errors", "inactive", "lost")
 
 
 class Level(IntEnum):

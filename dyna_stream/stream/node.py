@@ -91,7 +91,7 @@ class Node:
         context = context or zmq.Context.instance()
         self.sink = ZmqResultSink(config.output.endpoint, bind=config.output.bind, hwm=config.output.hwm,
                                   status_every=config.output.status_every, keys=curve_keys(config.output.curve),
-                                  context=context)
+                                  context=context, step_minutes=checkpoint.step_minutes)
         self.meter, self.control_server, forecaster = None, None, self.predictor
         if config.control.enabled:
             forecaster = self._controlled(config, checkpoint, context)
@@ -134,6 +134,7 @@ class Node:
         interval = self.config.log_every_s
         before = self.pipeline.stats()
         while not self._stopped.wait(interval):
+            self.sink.publish_status()
             now = self.pipeline.stats()
             point = getattr(self.pipeline.forecaster, "operating_point", {})
             health = summarise(now, before, interval, point, point.get("latency_budget_ms"))

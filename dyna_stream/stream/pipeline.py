@@ -105,6 +105,11 @@ class Pipeline:
             self.counts["malformed"] += 1
             self.counts[f"malformed:{reason}"] += 1
 
+    def count_lost(self, frames: int) -> None:
+        """Frames a sender numbered but that never arrived (gaps in its ``seq``)."""
+        with self._lock:
+            self.counts["lost"] += frames
+
     def submit(self, frame: np.ndarray, stamp_ns: int, frame_id: str = "",
                received_ns: int | None = None) -> Push | None:
         """Take one frame (thread-safe). Returns what the buffer did, or None if it was refused."""

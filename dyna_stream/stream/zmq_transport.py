@@ -55,6 +55,7 @@ class ZmqFrameSource:
         self.socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
         self._warn_every_s, self._last_warning = warn_every_s, 0.0
         self._said: set[tuple[str, str]] = set()          # (dtype or units, value) already warned about
+        self._last_seq: dict[str, int] = {}               # per sender (frame_id): the newest seq seen
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="dyna_stream-zmq-source", daemon=True)
 
@@ -89,11 +90,20 @@ class ZmqFrameSource:
                 self._drop("not_a_frame", f"kind {message.kind!r} on topic {topic!r}")
                 continue
             self._check_units(message)
+            self._count_lost(message)
             try:
                 self.pipeline.submit(message.array, message.stamp_ns, message.frame_id, received_ns)
             except Exception as exc:  # the receive loop must outlive any single message
                 log.exception("frame handling failed")
                 self._drop("internal", repr(exc))
+
+    def _count_lost(self, message: Message) -> None:
+        """Gaps in a sender's ``seq`` are frames lost on the way (its queue or the network); a seq
+        at or below the last one is a restarted sender and starts counting anew."""
+        last = self._last_seq.get(message.frame_id)
+        if last is not None and message.seq > last + 1:
+            self.pipeline.count_lost(message.seq - last - 1)
+        self._last_seq[message.frame_id] = message.seq
 
     def _check_units(self, message: Message) -> None:
         """Say once per kind what is taken on trust: integer frames are used as they are, in the
@@ -117,24 +127,41 @@ class ZmqFrameSource:
 
 class ZmqResultSink:
     """Publishes each result as a ``forecast`` and an ``importance`` message, plus ``status``
-    messages (pipeline counters, latency) every ``status_every`` results."""
+    messages (pipeline counters, latency) every ``status_every`` results and whenever the node
+    calls :meth:`publish_status` (its log interval, so a node that gets no good frame still says
+    so). ``step_minutes``: the forecast's lead step, put in each forecast's ``meta``. Thread-safe:
+    results come from the pipeline's worker, timed status from the node's thread."""
 
     def __init__(self, endpoint: str, *, bind: bool = True, hwm: int = 8, status_every: int = 10,
-                 keys: CurveKeys | None = None, context: zmq.Context | None = None) -> None:
+                 keys: CurveKeys | None = None, context: zmq.Context | None = None,
+                 step_minutes: float | None = None) -> None:
         self.context = context or zmq.Context.instance()
         self.socket = open_socket(self.context, zmq.PUB, endpoint, bind=bind, hwm=hwm, keys=keys)
-        self.status_every = status_every
+        self.status_every, self.step_minutes = status_every, step_minutes
         self.status_source = None   # callable → dict, set by the node (pipeline.stats)
+        self._lock = threading.Lock()
+        self._last_seq = 0
 
     def publish(self, result: StreamResult) -> None:
-        meta = {"latency_ms": result.latency_ms, **result.info}
-        for topic, array in ((FORECAST_TOPIC, result.forecast), (IMPORTANCE_TOPIC, result.importance)):
-            message = Message(topic, result.seq, result.stamp_ns, result.frame_id, array,
-                              result.units if topic == FORECAST_TOPIC else "1", meta)
-            self.socket.send_multipart(encode(topic, message), copy=False)
-        if self.status_source is not None and result.seq % self.status_every == 0:
-            status = Message(STATUS_TOPIC, result.seq, result.stamp_ns, result.frame_id,
-                             meta=self.status_source())
+        meta = {"latency_ms": result.latency_ms, "step_minutes": self.step_minutes, **result.info}
+        with self._lock:
+            self._last_seq = result.seq
+            for topic, array in ((FORECAST_TOPIC, result.forecast), (IMPORTANCE_TOPIC, result.importance)):
+                message = Message(topic, result.seq, result.stamp_ns, result.frame_id, array,
+                                  result.units if topic == FORECAST_TOPIC else "1", meta)
+                self.socket.send_multipart(encode(topic, message), copy=False)
+        if result.seq % self.status_every == 0:
+            self.publish_status(result.stamp_ns, result.frame_id)
+
+    def publish_status(self, stamp_ns: int | None = None, frame_id: str = "") -> None:
+        """One ``status`` message: seq = the newest forecast's (0 before the first), the node's
+        counters in ``meta``."""
+        if self.status_source is None:
+            return
+        meta = self.status_source()
+        with self._lock:
+            status = Message(STATUS_TOPIC, self._last_seq, time.time_ns() if stamp_ns is None else stamp_ns,
+                             frame_id, meta=meta)
             self.socket.send_multipart(encode(STATUS_TOPIC, status))
 
     def close(self) -> None:
