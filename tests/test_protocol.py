@@ -5,7 +5,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dyna_stream.stream.pipeline import Pipeline
 from dyna_stream.stream.protocol import MAX_DIM, Message, ProtocolError, decode, encode
+from dyna_stream.stream.ring_buffer import BufferPolicy, RingBuffer
 
 
 def frames_of(array, **fields):
@@ -108,3 +110,32 @@ def test_fuzzed_headers_only_ever_raise_protocol_errors(header, payload):
         return
     if message.array is not None:
         assert message.array.nbytes == len(payload)
+
+
+LIMITS = (-95.5, 158.5)                                        # what the bundled radar model takes
+extreme_values = st.sampled_from([1e300, -1e300, 3e38, -3e38, 1e6, -1e6, np.inf, -np.inf, np.nan, -32.0, 45.0])
+
+
+@settings(max_examples=2_000, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.tuples(st.lists(extreme_values, min_size=4, max_size=4), st.sampled_from(["float32", "float64"]),
+                          st.integers(-2**63, 2**64 - 1), st.sampled_from([b"frame", b"framex", b"frame\x00"])),
+                min_size=1, max_size=8))
+def test_fuzzed_values_stamps_and_topics_never_corrupt_the_window(messages):
+    """Decode → exact topic → buffer, as the node does: any frame either enters the window with
+    finite in-range values (NaN = no coverage) or is refused and counted; nothing else is raised."""
+    pipeline = Pipeline(lambda frames: None, RingBuffer(3, 1, (2, 2), BufferPolicy(10**9, 2.5, False, LIMITS)), [])
+    for values, dtype, stamp, topic in messages:
+        with np.errstate(over="ignore"):
+            payload = np.array(values, dtype).reshape(2, 2).tobytes()
+        wire = [topic, msgpack.packb({"v": 1, "kind": "frame", "seq": 0, "stamp_ns": stamp, "shape": [2, 2],
+                                      "dtype": dtype}), payload]
+        try:
+            decoded_topic, message = decode(wire)
+        except ProtocolError:
+            continue
+        if decoded_topic == "frame":
+            pipeline.submit(message.array, message.stamp_ns)
+    frames, stamps = pipeline.buffer.window()
+    measured = frames[~np.isnan(frames)]
+    assert np.isfinite(measured).all() and ((measured >= LIMITS[0]) & (measured <= LIMITS[1])).all()
+    assert ((stamps >= 0) & (stamps < 2**63)).all()
