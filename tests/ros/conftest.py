@@ -94,15 +94,20 @@ class NodeProcess:
             time.sleep(0.1)
         return text in self.log()
 
-    def stop(self, sig: int = signal.SIGINT, timeout_s: float = 20.0) -> int:
-        if self.process.poll() is None:
+    def stop(self, sig: int = signal.SIGINT, timeout_s: float = 20.0, *, group: bool = False) -> int:
+        """Send ``sig`` (to the whole process group with ``group``, as a terminal's Ctrl-C does)
+        and return the exit status; a process that ignores it is killed and the test fails."""
+        if self.process.poll() is None and group:
+            os.killpg(self.process.pid, sig)
+        elif self.process.poll() is None:
             self.process.send_signal(sig)
         try:
             return self.process.wait(timeout_s)
         except subprocess.TimeoutExpired:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
-            raise AssertionError(f"nowcast_node ignored signal {sig} for {timeout_s} s:\n{self.log()}") from None
+            raise AssertionError(f"{self.process.args[-1]!r} ignored signal {sig} for {timeout_s} s:\n"
+                                 f"{self.log()}") from None
 
 
 @pytest.fixture(scope="session")

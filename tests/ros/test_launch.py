@@ -51,13 +51,7 @@ class LaunchProcess(NodeProcess):
 
     def ctrl_c(self, timeout_s: float = 30.0) -> int:
         """What Ctrl-C in the terminal does: SIGINT to ``ros2 launch`` and the node it started."""
-        os.killpg(self.process.pid, signal.SIGINT)
-        try:
-            return self.process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-            raise AssertionError(f"ros2 launch ignored Ctrl-C for {timeout_s} s:\n{self.log()}") from None
+        return self.stop(signal.SIGINT, timeout_s, group=True)
 
 
 @pytest.fixture
