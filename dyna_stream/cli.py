@@ -158,6 +158,8 @@ def _predict_args(parser: argparse.ArgumentParser) -> None:
                         "and back; anything else is refused")
     parser.add_argument("--step-minutes", type=float, help="minutes between the input's frames (default: the "
                         "file's, else the model's); another step than the model's is refused")
+    parser.add_argument("--refit-norm", action="store_true", help="normalise with the input file's own statistics "
+                        "(data of the model's kind on another scale, e.g. a quieter city)")
     parser.add_argument("--sd", type=float, default=0.7, help="data sparsity (share of tiles pruned)")
     parser.add_argument("--sw", type=float, default=0.7, help="model sparsity (share of units pruned)")
     parser.add_argument("--policy", default="dyna", choices=["dyna", "dense", "random", "static"])
@@ -172,7 +174,7 @@ def _predict(args: argparse.Namespace) -> int:
     for path in predict_file(args.checkpoint, args.input, out_dir=args.out, variable=args.variable,
                              data_sparsity=args.sd, model_sparsity=args.sw, policy=args.policy,
                              engine=args.engine, device=args.device, pixel_km=args.pixel_km,
-                             step_minutes=args.step_minutes, layout=args.layout):
+                             step_minutes=args.step_minutes, layout=args.layout, refit_norm=args.refit_norm):
         print(path)
     return 0
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import write_with
+from .data.normalise import Normaliser
 from .data.registry import load_path
 from .errors import DataError
 from .evaluate.figures import forecast_strip, importance_figure
@@ -20,12 +21,15 @@ log = logging.getLogger(__name__)
 def predict_file(checkpoint: str | Path, input_path: str | Path, *, out_dir: str | Path,
                  variable: str | None = None, data_sparsity: float = 0.7, model_sparsity: float = 0.7,
                  policy: str = "dyna", engine: str = "auto", device: str = "auto", pixel_km: float | None = None,
-                 step_minutes: float | None = None, layout: str = "auto") -> list[Path]:
+                 step_minutes: float | None = None, layout: str = "auto", refit_norm: bool = False) -> list[Path]:
     """Forecast from the last T_in frames of ``input_path``; returns the files written.
 
     ``pixel_km`` / ``step_minutes``: the input's grid (default: what the file says, else the model's);
     see :class:`~dyna_stream.predictor.Predictor`. ``layout``: an array file's axes ("auto", "THW",
-    "TCHW", "THWC"). Writes ``forecast.npz`` (forecast (T_out, C, H, W)
+    "TCHW", "THWC"). ``refit_norm``: normalise with statistics of the whole input file (the user's
+    history) instead of the training data's, for data of the same kind on another scale.
+
+    Writes ``forecast.npz`` (forecast (T_out, C, H, W)
     and fallback in physical units, NaN where the input had no measurement; importance (H, W),
     kept_tiles (H, W), coverage (H, W) bool, input_times ("NaT" when the input has none), units),
     ``forecast.png`` and ``importance.png``.
@@ -43,9 +47,16 @@ def predict_file(checkpoint: str | Path, input_path: str | Path, *, out_dir: str
             raise DataError(f"{exc} (read as (T, C, H, W) = {series.shape}; a channel-last (T, H, W, C) array "
                             "needs --layout THWC)") from None
         raise
-    if (reason := ckpt.normaliser.unlike(series)) is not None:
-        log.warning("%s is unlike this model's training data (%s): expect biased forecasts; train on your own "
-                    "history (data.file, README 'Your own data')", Path(input_path).name, reason)
+    if refit_norm:
+        ckpt.normaliser = Normaliser.fit(series)
+        statistics = (", ".join(f"{value:.4g}" for value in values) for values in (ckpt.normaliser.mean,
+                                                                                     ckpt.normaliser.std))
+        log.info("normalisation re-fitted on %s's %d frames: mean %s, std %s", Path(input_path).name, len(series),
+                 *statistics)
+    elif (reason := ckpt.normaliser.unlike(series)) is not None:
+        log.warning("%s is unlike this model's training data (%s): expect biased forecasts; --refit-norm "
+                    "normalises with your file's statistics, training on your history (data.file) does better",
+                    Path(input_path).name, reason)
     pixel_km = pixel_km if pixel_km is not None else series.pixel_km
     if pixel_km is None and ckpt.pixel_km is not None:
         log.warning("%s does not say its pixel size: taken as the model's %g km (pass --pixel-km if not)",

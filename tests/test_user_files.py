@@ -1,5 +1,7 @@
 """A user's own file as the data set: train on it from the command line, load the checkpoint in a
 fresh registry, score a model on it with `eval`."""
+import logging
+
 import numpy as np
 import pytest
 
@@ -88,3 +90,27 @@ def test_data_unlike_the_training_data_is_said_but_calm_radar_is_not():
     radar = Normaliser.fit(moving_storms(frames=12, seed=1))
     calm = from_array(np.full((6, 64, 48), -32.0, np.float32), units="dBZ", name="calm hour")
     assert radar.unlike(calm) is None
+
+
+def test_predict_warns_on_a_quieter_city_and_refits_the_normalisation_when_asked(tmp_path, caplog):
+    rng = np.random.default_rng(1)
+    trips = rng.gamma(2.0, 60.0, (40, 16, 16)).astype(np.float32)
+    np.save(tmp_path / "taxi.npy", trips)
+    np.save(tmp_path / "bikes.npy", trips[:8] * 0.2)                            # the same city, 5× quieter
+    config = tmp_path / "trips.yaml"
+    config.write_text(f"""
+data: {{name: my-trips, file: {{path: {tmp_path / 'taxi.npy'}, units: trips, t_in: 4, t_out: 2}}}}
+model: {{backbone_kwargs: {TINY_BACKBONE}, generator_hidden: 4}}
+train: {{steps: 2, batch_size: 2, crop: 16, validate_every: 2, warmup_steps: 1, device: cpu,
+        out_dir: {tmp_path / 'run'}}}
+""")
+    assert main(["-q", "train", "--config", str(config)]) == 0
+    predict = ["predict", "--checkpoint", str(tmp_path / "run" / "model.pt"), "--input", str(tmp_path / "bikes.npy")]
+    with caplog.at_level(logging.INFO):
+        assert main([*predict, "--out", str(tmp_path / "plain")]) == 0
+        assert "bikes.npy is unlike this model's training data" in caplog.text
+        caplog.clear()
+        assert main([*predict, "--refit-norm", "--out", str(tmp_path / "refit")]) == 0
+    assert "normalisation re-fitted on bikes.npy's 8 frames" in caplog.text and "is unlike" not in caplog.text
+    with np.load(tmp_path / "plain" / "forecast.npz") as plain, np.load(tmp_path / "refit" / "forecast.npz") as refit:
+        assert not np.allclose(plain["forecast"], refit["forecast"])
