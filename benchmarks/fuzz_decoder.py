@@ -62,7 +62,8 @@ def main() -> None:
         except Exception as exc:  # the finding this script exists for
             print(f"case {case}: {type(exc).__name__}: {exc}\n{frames!r}")
             sys.exit(1)
-    print(f"{args.cases} cases in {time.perf_counter() - started:.1f} s: {outcomes}; only ProtocolError raised, the window held only in-range values")
+    print(f"{args.cases} cases in {time.perf_counter() - started:.1f} s: {outcomes}; only ProtocolError raised, "
+          "the window held only in-range values")
 
 
 def check_window(buffer: RingBuffer) -> None:

@@ -57,10 +57,11 @@ def to_tchw(array: np.ndarray, layout: str = "auto", *, name: str = "array") -> 
     """``array`` in ``layout`` as (T, C, H, W); "auto" takes 3 axes as (T, H, W) and 4 as (T, C, H, W)."""
     if layout not in LAYOUTS:
         raise DataError(f"layout must be one of {LAYOUTS}, not {layout!r}")
-    expected = {"auto": (3, 4), "THW": (3,), "TCHW": (4,), "THWC": (4,)}[layout]
-    if array.ndim not in expected:
-        raise DataError(f"{name}: shape {array.shape} has {array.ndim} axes, layout {layout} needs "
-                        f"{' or '.join(map(str, expected))}")
+    expected = {"auto": ((3, 4), "(T, H, W) or (T, C, H, W)"), "THW": ((3,), "(T, H, W)"),
+                "TCHW": ((4,), "(T, C, H, W)"), "THWC": ((4,), "(T, H, W, C)")}[layout]
+    if array.ndim not in expected[0]:
+        raise DataError(f"{name}: expected a {expected[1]} array (layout {layout}), got shape {array.shape}; "
+                        "reshape it, pick the right variable or pass --layout")
     if array.ndim == 3:
         return array[:, None]
     return np.moveaxis(array, -1, 1) if layout == "THWC" else array
