@@ -71,9 +71,10 @@ def predict_file(checkpoint: str | Path, input_path: str | Path, *, out_dir: str
     elapsed_ms = (time.perf_counter() - started) * 1e3
     covered = result.coverage.any() and result.kept_tiles[result.coverage].mean()
     step = f" × {ckpt.step_minutes:g} min" if ckpt.step_minutes else ""
-    log.info("forecast: %d leads%s after %s; kept %.0f %% of the covered area at sd=%g sw=%g, %.0f ms (%s, %s)",
-             ckpt.t_out, step, last_time, 100 * covered, data_sparsity, model_sparsity, elapsed_ms,
-             predictor.engine, predictor.device)
+    timed = " incl. timing both engines once (engine auto)" if predictor.engine_choices else ""
+    log.info("forecast: %d leads%s after %s; kept %.0f %% of the covered area at sd=%g sw=%g, %.0f ms%s (%s, %s)",
+             ckpt.t_out, step, last_time, 100 * covered, data_sparsity, model_sparsity, elapsed_ms, timed,
+             predictor.last_engine, predictor.device)
     out_dir = Path(out_dir)
     npz_path, strip_path = out_dir / "forecast.npz", out_dir / "forecast.png"
     importance_path = out_dir / "importance.png"

@@ -179,4 +179,5 @@ def test_predict_says_what_it_did_in_one_line(tmp_path, caplog):
     assert main(["predict", "--out", str(tmp_path)]) == 0
     summary = [r.message for r in caplog.records if r.message.startswith("forecast: ")]
     assert len(summary) == 1 and "6 leads × 5 min after 2017-05-09T12:05 UTC" in summary[0]
-    assert "% of the covered area at sd=0.7 sw=0.7" in summary[0] and " ms (" in summary[0]
+    assert "% of the covered area at sd=0.7 sw=0.7" in summary[0]
+    assert "ms incl. timing both engines once (engine auto) (" in summary[0]
