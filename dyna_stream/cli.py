@@ -112,6 +112,8 @@ def _runtime_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _eval_args(parser: argparse.ArgumentParser) -> None:
+    from .data.gridded_files import LAYOUTS
+
     parser.add_argument("--checkpoint", required=True, help="Dyna-Pruner checkpoint")
     parser.add_argument("--dense", help="dense baseline checkpoint (same data)")
     parser.add_argument("--mp", help="MP baseline checkpoint (from `dyna-stream prune`)")
@@ -122,7 +124,7 @@ def _eval_args(parser: argparse.ArgumentParser) -> None:
                                           "radar-mrms for a radar model), or on your own array file or FMI radar "
                                           "folder (values in the model's units; split in time, see --splits)")
     parser.add_argument("--variable", help="variable name inside a --dataset file (npz, netCDF, HDF5)")
-    parser.add_argument("--layout", default="auto", choices=["auto", "THW", "TCHW", "THWC"],
+    parser.add_argument("--layout", default="auto", choices=LAYOUTS,
                         help="axes of a --dataset array (auto: 3 axes THW, 4 axes TCHW)")
     parser.add_argument("--splits", type=float, nargs=2, default=[0.7, 0.15], metavar=("TRAIN", "VAL"),
                         help="a --dataset file's train and val shares in time order; test is the rest")
@@ -145,13 +147,14 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _predict_args(parser: argparse.ArgumentParser) -> None:
     from .assets import BUNDLED_MODEL, BUNDLED_SAMPLE
+    from .data.gridded_files import LAYOUTS
 
     parser.add_argument("--checkpoint", default=str(BUNDLED_MODEL), help="model (default: the bundled radar model)")
     parser.add_argument("--input", default=str(BUNDLED_SAMPLE),
                         help="a folder of FMI radar files or a .npy/.npz/.nc/.h5 array file "
                              "(default: the bundled radar sample)")
     parser.add_argument("--variable", help="variable name inside --input (netCDF, HDF5, npz)")
-    parser.add_argument("--layout", default="auto", choices=["auto", "THW", "TCHW", "THWC"],
+    parser.add_argument("--layout", default="auto", choices=LAYOUTS,
                         help="axes of an array input (auto: 3 axes THW, 4 axes TCHW; THWC: channel-last)")
     parser.add_argument("--pixel-km", type=float, help="the input's pixel size in km (radar folders know theirs; "
                         "arrays: default the model's). A whole factor finer is averaged onto the model's grid "

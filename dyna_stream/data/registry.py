@@ -9,12 +9,11 @@ from pathlib import Path
 from ..errors import DataError
 from . import era5, radar_fmi, radar_sets, taxi_nyc
 from .series import Series
-from .user_files import FileSource, load_path
+from .user_files import SPLITS, FileSource, load_path
 
 __all__ = ["DATASETS", "SPLITS", "DatasetSpec", "dataset_for", "default_root", "get_dataset", "load_parts",
            "load_path", "load_split", "register_file_dataset"]
 
-SPLITS = ("train", "val", "test")
 DEFAULT_ROOT_ENV = "DYNA_STREAM_DATA"
 
 

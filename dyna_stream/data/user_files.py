@@ -11,7 +11,7 @@ from . import radar_fmi
 from .gridded_files import read_array, to_tchw
 from .series import Series, from_array
 
-SPLIT_ORDER = ("train", "val", "test")
+SPLITS = ("train", "val", "test")           # in time order
 
 
 @dataclass(frozen=True)
@@ -34,8 +34,8 @@ class FileSource:
     def split(self, split: str, *, min_frames: int) -> Series:
         """Frames of ``split`` (contiguous in time, no overlap with the others); each split must hold
         at least ``min_frames`` (one window)."""
-        if split not in SPLIT_ORDER:
-            raise DataError(f"split must be one of {SPLIT_ORDER}, not {split!r}")
+        if split not in SPLITS:
+            raise DataError(f"split must be one of {SPLITS}, not {split!r}")
         series = self.load()
         train, val = self.splits
         if not (0 < train and 0 < val and train + val < 1):
@@ -43,7 +43,7 @@ class FileSource:
                             "(test takes the rest)")
         count = len(series)
         edges = (0, round(count * train), round(count * (train + val)), count)
-        start, stop = edges[SPLIT_ORDER.index(split)], edges[SPLIT_ORDER.index(split) + 1]
+        start, stop = edges[SPLITS.index(split)], edges[SPLITS.index(split) + 1]
         if stop - start < min_frames:
             raise DataError(f"{Path(self.path).name}: the {split} split holds {stop - start} of {count} frames "
                             f"(shares {train:g} / {val:g} / {1 - train - val:g}); one window needs {min_frames} "
