@@ -72,7 +72,7 @@ def test_a_cached_profile_expires_and_one_taken_under_changing_load_is_not_cache
     checkpoint = load_checkpoint(BUNDLED_MODEL)
     predictor = Predictor(checkpoint)
     frames = np.random.default_rng(0).uniform(0, 40, (checkpoint.t_in, 1, 32, 32)).astype(np.float32)
-    options = {"grid": ((0.0, 0.0), (0.7, 0.7)), "runs": 3, "warmup": 1}
+    options = {"grid": ((0.0, 0.0), (0.7, 0.7)), "runs": 3, "warmup": 1, "max_drift": float("inf")}
     day = 24 * 3600.0
     first = load_or_measure(BUNDLED_MODEL, predictor, frames, [], cache_dir=tmp_path, clock=lambda: day, **options)
     (cached,) = tmp_path.glob("profile-*.json")
@@ -84,6 +84,7 @@ def test_a_cached_profile_expires_and_one_taken_under_changing_load_is_not_cache
 
     unsteady = tmp_path / "unsteady"
     with caplog.at_level(logging.WARNING, logger="dyna_stream.control.profile"):
-        rows = load_or_measure(BUNDLED_MODEL, predictor, frames, [], cache_dir=unsteady, max_drift=-1.0, **options)
+        rows = load_or_measure(BUNDLED_MODEL, predictor, frames, [], cache_dir=unsteady,
+                               **{**options, "max_drift": -1.0})
     assert len(rows) == 2 and not list(unsteady.glob("profile-*.json"))       # used, never cached
     assert "load changed while profiling" in caplog.text
