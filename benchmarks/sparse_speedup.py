@@ -2,7 +2,8 @@
 
 Batch 1, float32, the trained radar model at the §7 resolution (306 × 190 padded to 320 × 192),
 on a real radar window. Dense = the best of eager and torch.compile (unless --no-compile);
-sparse = the whole Dyna-Pruner step (mask generator + mask selection + sparse backbone).
+sparse = the whole Dyna-Pruner step (mask generator + mask selection + coarse path + sparse backbone);
+dense = the backbone alone (no generator, no coarse path): a plain dense forecaster.
 Eager dense and every sparse point are timed together in this process. The compiled dense model
 is timed in a child process against eager dense again (Inductor's own OpenMP threads would
 otherwise contend with the eager candidates on a 2-core machine); its latency here is eager dense
@@ -145,6 +146,7 @@ def main() -> None:
             return
         candidates["mask generator"] = lambda: model.select_masks(frames, fallback, data_sparsity=0.7,
                                                                   model_sparsity=0.7)
+        candidates["coarse path"] = lambda: model.base(frames, fallback)
         engine = SparseEngine(model, strategy=args.strategy)
         macs = {}
         for sparsity in SPARSITIES:
@@ -161,7 +163,7 @@ def main() -> None:
         eager = dense["eager"]
         dense["compiled"] = {key: eager[key] * compile_note["ratio"] for key in ("median_ms", "p95_ms")}
     baseline = min(v["median_ms"] for v in dense.values())
-    generator = latency["mask generator"]
+    generator, coarse = latency["mask generator"], latency["coarse path"]
     rows = []
     for sparsity in SPARSITIES:
         point = latency[f"sd=sw={sparsity:g}"]
@@ -187,13 +189,17 @@ def main() -> None:
               f"{row['macs'] / 1e9:>9.3f}{row['speedup']:>9.2f}{row['macs_ratio']:>11.1f}{row['efficiency']:>8.2f}")
     print(f"mask generator + selection: {generator['median_ms']:.2f} ms = "
           f"{100 * generator['median_ms'] / baseline:.1f}% of dense")
+    print(f"coarse path (in every sparse step): {coarse['median_ms']:.2f} ms = "
+          f"{100 * coarse['median_ms'] / baseline:.1f}% of dense, "
+          f"{model.coarse_macs(*frames.shape[-2:]) / 1e9:.3f} GMACs")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({
             "device": str(device), "threads": args.threads, "input": list(frames.shape[-2:]),
             "checkpoint": args.checkpoint, "dense": dense, "compile": compile_note, "dense_macs": dense_macs,
             "baseline_ms": baseline,
-            "generator": generator, "strategy": args.strategy, "sparse": rows, "torch": torch.__version__},
+            "generator": generator, "coarse_path": coarse,
+            "strategy": args.strategy, "sparse": rows, "torch": torch.__version__},
             indent=2))
 
 

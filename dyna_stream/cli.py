@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .errors import DynaStreamError
+from .model.operating_point import TOLERANCE
 
 log = logging.getLogger("dyna_stream")
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
@@ -95,6 +96,31 @@ def _calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _choose_point_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="trained Dyna-Pruner checkpoint")
+    parser.add_argument("--out", required=True, help="where to write the checkpoint with its point (may be the same)")
+    parser.add_argument("--data-root", help="folder holding the data sets")
+    parser.add_argument("--tolerance", type=float, default=TOLERANCE,
+                        help="share above the most accurate point's validation MSE the point may cost (default 0.02)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+
+
+@command("choose-point", "record a checkpoint's default operating point: the most pruned sd = sw within "
+                         "--tolerance of its most accurate point on validation")(_choose_point_args)
+def _choose_point(args: argparse.Namespace) -> int:
+    from .evaluate.default_point import choose_for_checkpoint
+
+    point = choose_for_checkpoint(args.checkpoint, out=args.out, data_root=args.data_root,
+                                  tolerance=args.tolerance, device=args.device)
+    best = min(mse for _, mse in point.validation)
+    print(f"{'sd=sw':>6}{'val MSE':>12}{'vs best':>10}")
+    for sparsity, mse in point.validation:
+        mark = "  <- default" if sparsity == point.data_sparsity else ""
+        print(f"{sparsity:>6.1f}{mse:>12.4f}{100 * (mse / best - 1):>+9.1f}%{mark}")
+    print(args.out)
+    return 0
+
+
 @command("prune", "L1-norm filter pruning (MP baseline) to a Dyna-Pruner's MAC budget, then fine-tune")(_prune_args)
 def _prune(args: argparse.Namespace) -> int:
     from .train.mp_baseline import prune_and_finetune
@@ -163,8 +189,10 @@ def _predict_args(parser: argparse.ArgumentParser) -> None:
                         "file's, else the model's); another step than the model's is refused")
     parser.add_argument("--refit-norm", action="store_true", help="normalise with the input file's own statistics "
                         "(data of the model's kind on another scale, e.g. a quieter city)")
-    parser.add_argument("--sd", type=float, default=0.7, help="data sparsity (share of tiles pruned)")
-    parser.add_argument("--sw", type=float, default=0.7, help="model sparsity (share of units pruned)")
+    parser.add_argument("--sd", type=float, help="data sparsity (share of tiles pruned; default: the model's "
+                        "default point, chosen on validation, else 0.7)")
+    parser.add_argument("--sw", type=float, help="model sparsity (share of units pruned; default: the model's "
+                        "default point)")
     parser.add_argument("--policy", default="dyna", choices=["dyna", "dense", "random", "static"])
     _runtime_args(parser)
     parser.add_argument("--out", default="out", help="output folder")

@@ -43,6 +43,14 @@ class DataConfig(_Strict):
     file: FileDataConfig | None = Field(None, description="train on your own file instead of a built-in data set")
 
 
+class CoarseConfig(_Strict):
+    """The coarse path (``dyna_stream.model.coarse``): what pruned tiles receive."""
+
+    factor: int = Field(4, ge=1, description="resolution divisor; must divide the backbone's tile size")
+    width: int = Field(32, ge=1, description="hidden channels")
+    blocks: int = Field(2, ge=0, description="residual 3x3 blocks after the stem")
+
+
 class ModelConfig(_Strict):
     backbone: str = "simvp"
     backbone_kwargs: dict[str, Any] = Field(default_factory=dict)
@@ -59,6 +67,10 @@ class ModelConfig(_Strict):
     coverage_input: bool = Field(
         True, description="the mask generator reads the coverage map (where the input has measurements), so "
                           "it can tell 'no radar' from 'no rain'; checkpoints older than this option: false")
+    coarse: CoarseConfig | None = Field(
+        default_factory=CoarseConfig,
+        description="a cheap dense forecaster at 1/factor resolution whose output pruned tiles take, on top of the "
+                    "fallback; null: pruned tiles take the bare fallback (checkpoints older than this option)")
 
 
 DEVICE_FIELD = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
@@ -83,6 +95,11 @@ class TrainConfig(_Strict):
     validation_sparsity: float = Field(0.7, ge=0, lt=1, description="sd (and sw) of the validation point")
     validation_model_sparsity: float | None = Field(None, ge=0, lt=1, description="sw of the validation point "
                                                                                   "(null: validation_sparsity)")
+    default_point_tolerance: float | None = Field(
+        0.02, ge=0, description="after training (dyna policy), record as the checkpoint's default operating point the "
+                                "most pruned sd = sw within this share of the most accurate point's validation MSE "
+                                "(the dense path's, or a pruned point's where lower); null: record none (predict and "
+                                "the nodes then run at 0.7)")
     objective: Literal["mse", "mse+mae"] = Field(
         "mse", description="task loss over valid cells; mse+mae adds the MAE (B-MSE + B-MAE with intensity_weights)")
     intensity_weights: list[tuple[float, float]] = Field(
@@ -242,8 +259,10 @@ class BufferConfig(_Strict):
 
 
 class OperatingConfig(_Strict):
-    data_sparsity: float = Field(0.7, ge=0, lt=1)
-    model_sparsity: float = Field(0.7, ge=0, lt=1)
+    data_sparsity: float | None = Field(None, ge=0, lt=1, description="share of tiles pruned; null: the model's "
+                                                                       "default point (chosen on validation), else 0.7")
+    model_sparsity: float | None = Field(None, ge=0, lt=1, description="share of units pruned; null: the model's "
+                                                                        "default point, else 0.7")
     policy: Literal["dyna", "dense", "random", "static"] = "dyna"
     engine: Literal["auto", "sparse", "masked"] = Field(
         "auto", description="sparse: only kept tiles and channels run; masked: the dense graph with masks; "

@@ -19,12 +19,14 @@ log = logging.getLogger(__name__)
 
 
 def predict_file(checkpoint: str | Path, input_path: str | Path, *, out_dir: str | Path,
-                 variable: str | None = None, data_sparsity: float = 0.7, model_sparsity: float = 0.7,
+                 variable: str | None = None, data_sparsity: float | None = None,
+                 model_sparsity: float | None = None,
                  policy: str = "dyna", engine: str = "auto", device: str = "auto", pixel_km: float | None = None,
                  step_minutes: float | None = None, layout: str = "auto", refit_norm: bool = False) -> list[Path]:
     """Forecast from the last T_in frames of ``input_path``; returns the files written.
 
-    ``pixel_km`` / ``step_minutes``: the input's grid (default: what the file says, else the model's);
+    ``data_sparsity`` / ``model_sparsity``: sd, sw (None: the model's default point, chosen on
+    validation). ``pixel_km`` / ``step_minutes``: the input's grid (default: what the file says, else the model's);
     see :class:`~dyna_stream.predictor.Predictor`. ``layout``: an array file's axes ("auto", "THW",
     "TCHW", "THWC"). ``refit_norm``: normalise with statistics of the whole input file (the user's
     history) instead of the training data's, for data of the same kind on another scale.
@@ -64,6 +66,7 @@ def predict_file(checkpoint: str | Path, input_path: str | Path, *, out_dir: str
     predictor = Predictor(ckpt, data_sparsity=data_sparsity, model_sparsity=model_sparsity, policy=policy,
                           engine=engine, device=device, input_pixel_km=pixel_km,
                           input_step_minutes=step_minutes if step_minutes is not None else series.step_minutes)
+    data_sparsity, model_sparsity = predictor.data_sparsity, predictor.model_sparsity   # None: the model's point
     window = series.slice(len(series) - ckpt.t_in, len(series))
     last_time = "time unknown" if np.isnat(window.times[-1]) else f"{window.times[-1]} UTC"
     started = time.perf_counter()

@@ -54,8 +54,9 @@ def resolve_engine(engine: str, device: torch.device) -> str:
 @dataclass
 class Forecast:
     """forecast (T_out, C, H, W) physical units, NaN where the input had no measurement; importance
-    S (H, W) ∈ [0, 1]; kept_tiles (H, W) {0, 1}; fallback (T_out, C, H, W) the extrapolation pruned
-    tiles took (NaN outside coverage too); macs: backbone MACs executed; coverage (H, W) bool: cells
+    S (H, W) ∈ [0, 1]; kept_tiles (H, W) {0, 1}; fallback (T_out, C, H, W) what pruned tiles took:
+    the extrapolation plus the model's coarse path (NaN outside coverage too); macs: MACs executed
+    (backbone and coarse path); coverage (H, W) bool: cells
     where every input frame has a measurement (False: "no data", distinct from "no echo")."""
 
     forecast: np.ndarray
@@ -78,7 +79,8 @@ class Predictor:
 
     Parameters
     ----------
-    checkpoint : a loaded checkpoint.  data_sparsity, model_sparsity : sd, sw ∈ [0, 1).
+    checkpoint : a loaded checkpoint.  data_sparsity, model_sparsity : sd, sw ∈ [0, 1) (None: the
+        checkpoint's default point, chosen on validation; 0.7 for checkpoints without one).
     policy : "dyna" (default), "dense", "random" or "static".
     engine : "sparse" (runs only the kept tiles and channels, see :mod:`dyna_stream.sparse`),
         "masked" (the dense training graph with masks multiplied in; same numbers, no saving) or
@@ -93,7 +95,8 @@ class Predictor:
         than the model's is refused.
     """
 
-    def __init__(self, checkpoint: Checkpoint, *, data_sparsity: float = 0.7, model_sparsity: float = 0.7,
+    def __init__(self, checkpoint: Checkpoint, *, data_sparsity: float | None = None,
+                 model_sparsity: float | None = None,
                  policy: str = "dyna", engine: str = "auto", device: str | torch.device = "auto",
                  mask_failure: float = 0.0, input_pixel_km: float | None = None,
                  input_step_minutes: float | None = None) -> None:
@@ -109,7 +112,9 @@ class Predictor:
         self.timed_choice = engine == "auto" and self.sparse is not None
         self.engine_choices: dict[tuple, dict[str, float]] = {}   # (Hp, Wp, sd, sw) → ms per engine
         self.last_engine = self.engine
-        self.data_sparsity, self.model_sparsity = data_sparsity, model_sparsity
+        default = checkpoint.operating_point
+        self.data_sparsity = default[0] if data_sparsity is None else data_sparsity
+        self.model_sparsity = default[1] if model_sparsity is None else model_sparsity
         spec = DATASETS.get(checkpoint.dataset)
         self.extrapolate = get_extrapolator(spec.fallback if spec else "persistence")
         self.value_range = spec.value_range if spec else (None, None)
@@ -208,7 +213,8 @@ class Predictor:
                            *self.value_range)
         spatial = prediction.masks.spatial(tuple(prediction.forecast.shape[-2:]))
         kept = np.ones((height, width), np.float32) if spatial is None else _host(spatial[0, 0, :height, :width])
-        extrapolated = ckpt.normaliser.inverse(_host(fallback[..., :height, :width]))
+        extrapolated = np.clip(ckpt.normaliser.inverse(_host(prediction.base[0, ..., :height, :width])),
+                               *self.value_range)
         covered = np.ones((height, width), bool) if coverage is None else _host(coverage[0, :height, :width])
         if not covered.all():
             forecast, extrapolated = (np.where(covered, a, np.float32(np.nan)) for a in (forecast, extrapolated))

@@ -26,6 +26,7 @@ TINY_BACKBONES = {
     "tau": {"width": 4, "latent": 8, "hidden": 8, "blocks": 2, "tile_latent": 2},
     "convlstm": {"width": 4, "hidden": 8, "layers": 2, "kernel": 5, "tile_latent": 2},
 }
+TINY_COARSE = {"factor": 4, "width": 4, "blocks": 1}
 
 
 @pytest.fixture(scope="session")
@@ -45,19 +46,22 @@ def tiny_config(tmp_path: Path, *overrides: str):
     return load_config(None, [f"model.backbone_kwargs={TINY_BACKBONE}", "model.generator_hidden=4",
                               "train.steps=4", "train.batch_size=2", "train.crop=32", "train.validate_every=2",
                               "train.warmup_steps=1", "train.device=cpu", f"train.out_dir={tmp_path / 'run'}",
+                              "train.default_point_tolerance=null",   # tests/test_default_point.py turns it on
+                              f"model.coarse={TINY_COARSE}",
                               *overrides])
 
 
 @pytest.fixture
 def tiny_model():
-    config = load_config(None, [f"model.backbone_kwargs={TINY_BACKBONE}", "model.generator_hidden=4"])
+    config = load_config(None, [f"model.backbone_kwargs={TINY_BACKBONE}", "model.generator_hidden=4",
+                                f"model.coarse={TINY_COARSE}"])
     return build_model(config.model, t_in=3, t_out=2, channels=1)
 
 
 def tiny_dyna(backbone: str) -> DynaPruner:
     """A test-sized Dyna-Pruner on ``backbone`` for 3 → 2 single-channel frames."""
     return DynaPruner(backbone=backbone, t_in=3, t_out=2, channels=1, generator_hidden=4,
-                      backbone_kwargs=TINY_BACKBONES[backbone])
+                      backbone_kwargs=TINY_BACKBONES[backbone], coarse=TINY_COARSE)
 
 
 def leveled(backbone: str) -> tuple:

@@ -10,7 +10,7 @@ from dyna_stream.model.norm import NormLevels, read_statistics
 from dyna_stream.sparse import SparseEngine
 from dyna_stream.train.trainer import train
 
-from conftest import TINY_BACKBONES, leveled, tiny_config, tiny_dyna
+from conftest import TINY_BACKBONES, TINY_COARSE, leveled, tiny_config, tiny_dyna
 
 SPARSITIES = [0.0, 0.3, 0.5, 0.7, 0.9]
 
@@ -59,7 +59,8 @@ def test_training_mode_leaves_the_statistics_alone():
 
 def test_levels_survive_a_checkpoint_round_trip(tmp_path):
     model, stats = leveled("simvp")
-    config = load_config(None, [f"model.backbone_kwargs={TINY_BACKBONES['simvp']}", "model.generator_hidden=4"])
+    config = load_config(None, [f"model.backbone_kwargs={TINY_BACKBONES['simvp']}", "model.generator_hidden=4",
+                                f"model.coarse={TINY_COARSE}"])
     path = tmp_path / "leveled.pt"
     save_checkpoint(path, Checkpoint(model, config, Normaliser((0.0,), (1.0,), "dBZ", -32.0, 60.0), "radar-fmi",
                                      3, 2, -32.0))

@@ -90,6 +90,9 @@ def test_dense_mac_count_matches_torch_flop_counter(model):
     with FlopCounterMode(display=False) as counter:
         backbone(stacked, ctx)
     assert float(backbone.macs(ctx, 1, stacked.device)[0]) == pytest.approx(counter.get_total_flops() / 2)
+    with FlopCounterMode(display=False) as counter:
+        model.base(frames, fallback)
+    assert 0 < model.coarse_macs(*SIZE) == pytest.approx(counter.get_total_flops() / 2)
 
 
 def test_masked_mac_count_shrinks_with_both_sparsities(model):
@@ -97,6 +100,8 @@ def test_masked_mac_count_shrinks_with_both_sparsities(model):
     dense = float(model.macs(model(frames, fallback, policy="dense"))[0])
     tiles_only = float(model.macs(model(frames, fallback, data_sparsity=0.5))[0])
     both = float(model.macs(model(frames, fallback, data_sparsity=0.5, model_sparsity=0.5))[0])
+    coarse = model.coarse_macs(*SIZE)                            # runs everywhere, at every point
+    dense, tiles_only, both = dense - coarse, tiles_only - coarse, both - coarse
     assert tiles_only == pytest.approx(dense * 0.5, rel=1e-3)   # 24 tiles, 12 kept (SE heads do not shrink)
     assert both < tiles_only * 0.5
 

@@ -234,7 +234,8 @@ def test_bundled_model_sparse_equals_masked_on_real_radar():
 @pytest.mark.parametrize("sparsity", [0.0, 0.7])
 def test_sparse_matches_masked_where_radar_coverage_ends(backbone, sparsity):
     """Partial coverage: both engines agree, no kept tile lies outside coverage, uncovered tiles cost
-    nothing; a window without coverage keeps no tile and returns its fallback."""
+    nothing but the coarse path; a window without coverage keeps no tile and returns the coarse
+    forecast (fallback + coarse path) exactly."""
     model = randomised(backbone)
     frames, fallback = torch.randn(2, 3, 1, 48, 64), torch.randn(2, 2, 1, 48, 64)
     coverage = torch.ones(2, 1, 48, 64)
@@ -248,8 +249,11 @@ def test_sparse_matches_masked_where_radar_coverage_ends(backbone, sparsity):
     tiles = result.masks.tiles
     outside = F.max_pool2d(coverage, model.tile_size) == 0
     assert tiles[0][outside[0]].sum() == 0 and tiles[0].sum() > 0
-    assert tiles[1].sum() == 0 and result.accounting[1].macs == 0
-    torch.testing.assert_close(result.forecast[1], fallback[1])
+    assert tiles[1].sum() == 0 and result.accounting[1].macs == model.coarse_macs(48, 64) > 0
+    with torch.no_grad():
+        coarse = model.base(frames, fallback)
+    assert (coarse[1] - fallback[1]).abs().max() > 0.1              # the coarse path does change it
+    assert torch.equal(result.forecast[1], coarse[1]) and torch.equal(reference.forecast[1], coarse[1])
     gathered = [SparseEngine(model, strategy="windows")(frames, fallback, data_sparsity=sparsity,
                                                         model_sparsity=sparsity, coverage=c).accounting[0].macs
                 for c in (coverage, None)]

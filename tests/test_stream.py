@@ -68,7 +68,7 @@ def test_real_radar_through_publisher_node_and_client_matches_offline(tmp_path):
         np.testing.assert_allclose(update.forecast, expected.forecast, rtol=0, atol=1e-6)   # NaN: no coverage
         assert np.isnan(update.forecast[0, 0]).mean() == pytest.approx(1 - expected.coverage.mean())
         np.testing.assert_allclose(update.importance, expected.importance, rtol=0, atol=1e-6)
-        assert update.info["data_sparsity"] == 0.7 and update.info["latency_ms"] > 0
+        assert update.info["data_sparsity"] == offline.data_sparsity and update.info["latency_ms"] > 0
 
 
 def test_malformed_messages_are_counted_and_the_node_keeps_serving(tmp_path):

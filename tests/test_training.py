@@ -81,7 +81,7 @@ def test_l1_pruning_meets_the_budget_and_keeps_the_largest_filters(tiny_model):
     dense = static_macs(tiny_model, {}, 32, 32)
     gates = l1_gates_for_budget(tiny_model, dense * 0.25, 32, 32)
     pruned = static_macs(tiny_model, gates, 32, 32)
-    assert dense * 0.15 < pruned <= dense * 0.25
+    assert dense * 0.1 < pruned <= dense * 0.25          # groups of 4-8 channels: the budget is met in coarse steps
     norms = filter_norms(tiny_model)
     for name, gate in gates.items():
         kept, dropped = norms[name][gate == 1], norms[name][gate == 0]

@@ -76,15 +76,15 @@ class Lab:
         path = train(config, progress=self.progress)
         return Trained(path, load_checkpoint(path))
 
-    def mp(self, dataset: str, backbone: str, dense: Trained, dyna: Trained) -> Trained:
-        """L1 filter pruning of ``dense`` to the Dyna-Pruner's executed MACs at the suite's point, fine-tuned."""
-        out = self.runs / dataset / backbone / "mp"
+    def mp(self, dataset: str, backbone: str, dense: Trained, dyna: Trained, point: float) -> Trained:
+        """L1 filter pruning of ``dense`` to the Dyna-Pruner's executed MACs at sd = sw = ``point``, fine-tuned."""
+        out = self.runs / dataset / backbone / f"mp-{point:g}"
         path = out / "model.pt"
         newest_parent = max(dense.path.stat().st_mtime, dyna.path.stat().st_mtime)
         if not path.is_file() or path.stat().st_mtime < newest_parent:
             steps = max(1, round(dense.checkpoint.config.train.steps * self.suite.mp_steps_fraction))
             log.info("MP: pruning and fine-tuning %s for %d steps", dense.path, steps)
-            path = prune_and_finetune(dense.path, dyna.path, sparsity=self.suite.point, steps=steps,
+            path = prune_and_finetune(dense.path, dyna.path, sparsity=point, steps=steps,
                                       lr=dense.checkpoint.config.train.lr, out_dir=out, data_root=self.data_root,
                                       progress=self.progress)
         return Trained(path, load_checkpoint(path))

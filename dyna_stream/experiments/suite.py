@@ -57,7 +57,12 @@ class Suite(_Strict):
     name: str
     datasets: dict[str, DatasetPlan]
     backbones: dict[str, BackbonePlan]
-    point: float = Field(0.7, gt=0, lt=1, description="the default operating point sd = sw")
+    point: float = Field(0.7, gt=0, lt=1, description="the operating point sd = sw of Table I and II when a "
+                                                       "Dyna-Pruner checkpoint records no default point (or "
+                                                       "use_default_point is false)")
+    use_default_point: bool = Field(True, description="Table I and II run each Dyna-Pruner checkpoint at its "
+                                                      "default point (the most pruned sd = sw within 2 % of its most "
+                                                      "accurate point on validation, recorded when it was trained)")
     pareto_points: list[float] = Field(default_factory=lambda: [0.3, 0.5, 0.7, 0.9])
     mp_steps_fraction: float = Field(0.25, gt=0, le=1, description="MP fine-tuning steps / training steps")
     robustness: Robustness = Field(default_factory=Robustness)

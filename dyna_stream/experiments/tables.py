@@ -1,7 +1,8 @@
 """The paper's tables, measured: each function trains what it needs through the lab and returns rows.
 
 Table I    every backbone × data set: dense, MP (L1, same executed MACs), random and Dyna-Pruner at
-           the suite's point sd = sw, plus Dyna-Pruner at the Pareto points.
+           the Dyna-Pruner checkpoint's default point sd = sw (chosen on validation; else the
+           suite's point), plus Dyna-Pruner at the Pareto points.
 Table II   robustness: Gaussian input noise and mask failures, dense vs random vs Dyna-Pruner.
 Table III  sensitivity over (sd, sw): the any-sparsity checkpoint vs one trained at each fixed point.
 Table IV   ablation: data mask only, model mask only, independent masks (no shared S), full.
@@ -25,20 +26,33 @@ class Combo:
 
 @dataclass
 class ComboModels:
+    """The checkpoints of one combination and the point sd = sw its Table I rows run at."""
+
     dense: Trained
     dyna: Trained
     mp: Trained
+    point: float
 
 
 def combo_models(lab: Lab, combo: Combo) -> ComboModels:
     dyna = lab.trained(lab.config(combo.dataset, combo.backbone, "dyna"))
     dense = lab.trained(lab.config(combo.dataset, combo.backbone, "dense", "train.policy=dense"))
-    return ComboModels(dense, dyna, lab.mp(combo.dataset, combo.backbone, dense, dyna))
+    point = table_point(lab, dyna)
+    return ComboModels(dense, dyna, lab.mp(combo.dataset, combo.backbone, dense, dyna, point), point)
+
+
+def table_point(lab: Lab, dyna: Trained) -> float:
+    """The Dyna-Pruner checkpoint's default point (chosen on validation) when the suite uses it and
+    the checkpoint records one with sd = sw, else the suite's ``point``."""
+    recorded = dyna.checkpoint.default_point
+    if lab.suite.use_default_point and recorded is not None and recorded.data_sparsity == recorded.model_sparsity:
+        return recorded.data_sparsity
+    return lab.suite.point
 
 
 def main_table(lab: Lab, combo: Combo, models: ComboModels) -> dict:
     """Table I rows (and the Pareto points) of one backbone on one data set."""
-    point = lab.suite.point
+    point = models.point
     entries = [("dense", "dense", models.dense, Operating("dense")),
                ("MP", "MP (L1, fine-tuned)", models.mp, Operating("static")),
                ("random", f"random sd=sw={point:g}", models.dyna, Operating("random", point, point)),
@@ -52,12 +66,12 @@ def main_table(lab: Lab, combo: Combo, models: ComboModels) -> dict:
     pareto = [{"kind": "dyna", "label": f"Dyna-Pruner sd=sw={s:g}",
                **lab.measure(combo.dataset, models.dyna, Operating("dyna", s, s))}
               for s in lab.suite.pareto_points if s != point]
-    return {"dataset": combo.dataset, "backbone": combo.backbone, "rows": rows, "pareto": pareto}
+    return {"dataset": combo.dataset, "backbone": combo.backbone, "point": point, "rows": rows, "pareto": pareto}
 
 
 def robustness_table(lab: Lab, combo: Combo, models: ComboModels) -> dict:
     """Table II: test MSE under input noise σ (normalised) and mask failures (share of kept tiles)."""
-    point, plan = lab.suite.point, lab.suite.robustness
+    point, plan = models.point, lab.suite.robustness
     forecasters = [("dense", models.dense, Operating("dense")),
                    ("random", models.dyna, Operating("random", point, point)),
                    ("dyna", models.dyna, Operating("dyna", point, point))]

@@ -19,6 +19,7 @@ from ..data.registry import DATASETS, dataset_for
 from ..errors import CheckpointError
 from .dynapruner import DynaPruner
 from .norm import NormLevels
+from .operating_point import FALLBACK_POINT, DefaultPoint
 
 FORMAT = "dyna_stream.checkpoint"
 FORMAT_VERSION = 1
@@ -41,6 +42,14 @@ class Checkpoint:
     training_state: dict[str, Any] = field(default_factory=dict)
     pixel_km: float | None = None          # the grid it was trained at (None: not a map, or unknown)
     step_minutes: float | None = None      # minutes between its frames (None: unknown)
+    default_point: DefaultPoint | None = None   # chosen on validation (None: written before it was recorded)
+
+    @property
+    def operating_point(self) -> tuple[float, float]:
+        """(sd, sw) to run at unless told otherwise: the recorded default point, else FALLBACK_POINT."""
+        if self.default_point is None:
+            return FALLBACK_POINT
+        return self.default_point.data_sparsity, self.default_point.model_sparsity
 
 
 def build_model(config: ModelConfig, *, t_in: int, t_out: int, channels: int) -> DynaPruner:
@@ -48,7 +57,8 @@ def build_model(config: ModelConfig, *, t_in: int, t_out: int, channels: int) ->
                       backbone_kwargs=config.backbone_kwargs, generator_hidden=config.generator_hidden,
                       generator_reduction=config.generator_reduction, gate_mode=config.gate_mode,
                       unit_pooling=config.unit_pooling, norm_statistics=config.norm_statistics,
-                      coverage_input=config.coverage_input)
+                      coverage_input=config.coverage_input,
+                      coarse=None if config.coarse is None else config.coarse.model_dump())
 
 
 def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
@@ -68,13 +78,15 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
         "norm_levels": None if checkpoint.model.norm_levels is None else checkpoint.model.norm_levels.to_payload(),
         "training_state": checkpoint.training_state,
         "grid": {"pixel_km": checkpoint.pixel_km, "step_minutes": checkpoint.step_minutes},
+        "default_point": None if checkpoint.default_point is None else checkpoint.default_point.to_dict(),
     }
     write_with(path, lambda tmp: torch.save(payload, tmp))
 
 
 def _with_legacy_defaults(config: dict) -> dict:
     """Fields added after a checkpoint was written take the value its training really used."""
-    legacy = {"model": {"norm_statistics": "all", "coverage_input": False}, "train": {"calibrate_norm": False}}
+    legacy = {"model": {"norm_statistics": "all", "coverage_input": False, "coarse": None},
+              "train": {"calibrate_norm": False}}
     for section, defaults in legacy.items():
         values = config.get(section) if isinstance(config, dict) else None
         if isinstance(values, dict):
@@ -109,6 +121,8 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
             model.set_norm_levels(NormLevels.from_payload(payload["norm_levels"]))
         normaliser = Normaliser.from_dict(payload["normaliser"])
         fill_value = float(payload["fill_value"])
+        point = payload.get("default_point")
+        default_point = None if point is None else DefaultPoint.from_dict(point)
     except (KeyError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: checkpoint does not match this code "
                               f"({type(exc).__name__}: {exc})") from None
@@ -119,7 +133,7 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     return Checkpoint(model, config, normaliser, str(payload["dataset"]), t_in, t_out, fill_value,
                       dict(payload.get("metrics", {})), int(payload.get("step", 0)),
                       str(payload.get("version", "?")), dict(payload.get("training_state", {})),
-                      pixel_km, step_minutes)
+                      pixel_km, step_minutes, default_point)
 
 
 def _grid(payload: dict) -> tuple[float | None, float | None]:

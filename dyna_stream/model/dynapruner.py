@@ -1,7 +1,9 @@
-"""Dyna-Pruner: a backbone that corrects a fallback forecast under per-sample data and model masks.
+"""Dyna-Pruner: a backbone that refines a coarse forecast under per-sample data and model masks.
 
-forecast = fallback + M_data ⊙ backbone([X, fallback]), so pruned tiles take the fallback
-(the advected or persisted last frame) in training and inference alike (DESIGN §2, §7).
+base = fallback + coarse([X, fallback]) everywhere (the cheap coarse path, :mod:`.coarse`; without
+one, base = fallback), forecast = base + M_data ⊙ backbone([X, base]): pruned tiles take the coarse
+forecast (on radar the advected last frame plus the coarse correction, elsewhere the persisted one
+plus it) in training and inference alike (DESIGN §2, §7).
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import torch
 from torch import nn
 
 from ..backbones import create_backbone
+from .coarse import CoarsePath
 from .context import MaskContext
 from .generator import MaskGenerator
 from .masks import covered_tiles, fail_tiles
@@ -27,12 +30,14 @@ class Prediction:
 
     forecast : (B, T_out, C, H, W) normalised.  importance_map : S (B, 1, H, W).
     unit_importance : I (B, units).  masks : the MaskContext it ran under.
+    base : (B, T_out, C, H, W) normalised, what pruned tiles take (fallback + coarse path).
     """
 
     forecast: torch.Tensor
     importance_map: torch.Tensor
     unit_importance: torch.Tensor
     masks: MaskContext
+    base: torch.Tensor
 
 
 class DynaPruner(nn.Module):
@@ -49,12 +54,15 @@ class DynaPruner(nn.Module):
         :mod:`dyna_stream.model.norm`) or "all" (over the whole batch, as plain BatchNorm).
     coverage_input : the mask generator reads the coverage map (where the input has measurements).
         Whatever this says, a tile without a measured cell is never kept when coverage is passed.
+    coarse : CoarsePath arguments (factor, width, blocks) or None (pruned tiles take the bare
+        fallback: checkpoints from before the coarse path). The factor must divide the tile size.
     """
 
     def __init__(self, *, backbone: str, t_in: int, t_out: int, channels: int,
                  backbone_kwargs: dict[str, Any] | None = None, generator_hidden: int = 16,
                  generator_reduction: int = 4, gate_mode: str = "topk", unit_pooling: str = "importance",
-                 norm_statistics: str = "active", coverage_input: bool = True) -> None:
+                 norm_statistics: str = "active", coverage_input: bool = True,
+                 coarse: dict[str, int] | None = None) -> None:
         super().__init__()
         if gate_mode not in GATE_MODES:
             raise ValueError(f"gate_mode must be one of {GATE_MODES}, not {gate_mode!r}")
@@ -70,6 +78,10 @@ class DynaPruner(nn.Module):
         self.generator = MaskGenerator(channels=channels, units=units, hidden=generator_hidden,
                                        reduction=generator_reduction, pooling=unit_pooling,
                                        coverage_input=coverage_input)
+        self.coarse = None if coarse is None else CoarsePath(t_in=t_in, t_out=t_out, channels=channels, **coarse)
+        if self.coarse is not None and self.tile_size % self.coarse.factor:
+            raise ValueError(f"the coarse path's factor {self.coarse.factor} must divide the tile size "
+                             f"{self.tile_size}")
         self.thresholds = nn.Parameter(torch.full((len(self.backbone.groups),), 0.5))
         for name, size in self.backbone.groups.items():
             self.register_buffer(f"static_gate_{name}", torch.ones(size))
@@ -124,6 +136,18 @@ class DynaPruner(nn.Module):
             masks = MaskContext(fail_tiles(masks.tiles, mask_failure), masks.gates)
         return importance_map, unit_importance, masks
 
+    def base(self, frames: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
+        """What every tile starts from (B, T_out, C, H, W): the fallback plus the coarse path's
+        correction (the fallback itself without a coarse path)."""
+        if self.coarse is None:
+            return fallback
+        correction = self.coarse(torch.cat([frames.flatten(1, 2), fallback.flatten(1, 2)], dim=1))
+        return fallback + correction.reshape(fallback.shape)
+
+    def coarse_macs(self, height: int, width: int) -> int:
+        """The coarse path's MACs for one H × W sample (0 without one)."""
+        return 0 if self.coarse is None else self.coarse.macs(height, width)
+
     def forward(self, frames: torch.Tensor, fallback: torch.Tensor, *, data_sparsity: float = 0.0,
                 model_sparsity: float = 0.0, policy: str = "dyna", mask_failure: float = 0.0,
                 coverage: torch.Tensor | None = None) -> Prediction:
@@ -133,10 +157,13 @@ class DynaPruner(nn.Module):
             frames, fallback, data_sparsity=data_sparsity, model_sparsity=model_sparsity, policy=policy,
             mask_failure=mask_failure, coverage=coverage)
         masks.active_statistics = self.backbone.training and self.norm_statistics == "active"
-        correction = self.backbone(masks.concat([frames.flatten(1, 2), fallback.flatten(1, 2)]), masks)
-        return Prediction(fallback + correction.reshape(fallback.shape), importance_map, unit_importance, masks)
+        base = self.base(frames, fallback)
+        correction = self.backbone(masks.concat([frames.flatten(1, 2), base.flatten(1, 2)]), masks)
+        return Prediction(base + correction.reshape(base.shape), importance_map, unit_importance, masks, base)
 
     def macs(self, prediction: Prediction) -> torch.Tensor:
-        """Backbone MACs per sample (B,) for the kept tiles and channels of ``prediction``."""
-        batch = prediction.forecast.shape[0]
-        return self.backbone.macs(prediction.masks, batch, prediction.forecast.device)
+        """MACs per sample (B,): the backbone's for the kept tiles and channels of ``prediction`` plus
+        the coarse path's (which runs everywhere)."""
+        batch, height, width = prediction.forecast.shape[0], *prediction.forecast.shape[-2:]
+        return (self.backbone.macs(prediction.masks, batch, prediction.forecast.device)
+                + self.coarse_macs(height, width))

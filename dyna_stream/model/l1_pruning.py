@@ -37,7 +37,8 @@ def gates_for_fraction(norms: dict[str, torch.Tensor], fraction: float) -> dict[
 
 @torch.no_grad()
 def static_macs(model: DynaPruner, gates: dict[str, torch.Tensor], height: int, width: int) -> float:
-    """Backbone MACs of one H × W sample under fixed channel gates, no tile mask."""
+    """MACs of one H × W sample under fixed channel gates, no tile mask: the backbone's and the
+    coarse path's (which every policy runs)."""
     was_training = model.training
     model.eval()
     frames = torch.zeros(1, model.t_in, model.channels, height, width)
@@ -45,7 +46,7 @@ def static_macs(model: DynaPruner, gates: dict[str, torch.Tensor], height: int, 
     ctx = MaskContext(None, {name: gate[None] for name, gate in gates.items()})
     model.backbone(torch.cat([frames.flatten(1, 2), fallback.flatten(1, 2)], 1), ctx)
     model.train(was_training)
-    return float(model.backbone.macs(ctx, 1, frames.device)[0])
+    return float(model.backbone.macs(ctx, 1, frames.device)[0]) + model.coarse_macs(height, width)
 
 
 def l1_gates_for_budget(model: DynaPruner, target_macs: float, height: int, width: int) -> dict[str, torch.Tensor]:

@@ -7,7 +7,8 @@ needs a canvas). Each block slices its BatchNorm-folded weights to the kept inpu
 and then either gathers the active tiles' receptive fields (halos included) and convolves that
 batch of windows with padding 0, or convolves the whole channel-sliced canvas and re-zeroes the
 pruned tiles, whichever is faster at the current active share (``SparseContext._method``). The
-readout adds its tiles onto the fallback forecast. Batch 1 per call; larger batches loop.
+readout adds its tiles onto the base forecast (the fallback plus the model's coarse path, which
+runs dense: it is cheap). Batch 1 per call; larger batches loop.
 """
 from __future__ import annotations
 
@@ -167,7 +168,8 @@ class SparseContext:
     """Masks of one sample in executable form.
 
     rows, cols : (N,) active tiles on the (Ht, Wt) grid.  kept : group → kept channel indices.
-    base : (1, T_out·C, H, W), the forecast being written: the fallback, onto which the readout adds.
+    base : (1, T_out·C, H, W), the forecast being written: the base (fallback + coarse path), onto
+        which the readout adds.
     """
 
     grid: tuple[int, int]
@@ -438,12 +440,14 @@ def _pixels_last(weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor
 
 @dataclass
 class SparseResult:
-    """forecast (B, T_out, C, H, W) normalised; S (B, 1, H, W); per-sample accounting."""
+    """forecast (B, T_out, C, H, W) normalised; S (B, 1, H, W); per-sample accounting (coarse path
+    included); base (B, T_out, C, H, W) normalised, what pruned tiles took (fallback + coarse path)."""
 
     forecast: torch.Tensor
     importance_map: torch.Tensor
     masks: MaskContext
     accounting: list[Accounting]
+    base: torch.Tensor
 
 
 class SparseEngine:
@@ -485,19 +489,21 @@ class SparseEngine:
             importance_map, _, masks = model.select_masks(frames, fallback, data_sparsity=data_sparsity,
                                                           model_sparsity=model_sparsity, policy=policy,
                                                           mask_failure=mask_failure, coverage=coverage)
-            forecast, accounting = fallback.clone(), []
+            base = model.base(frames, fallback)         # the coarse path runs everywhere, dense
+            forecast, accounting, coarse_macs = base.clone(), [], model.coarse_macs(*size)
             for b in range(frames.shape[0]):
                 if masks.tiles is not None and not masks.tiles[b].any():
-                    accounting.append(Accounting())     # nothing kept (e.g. no coverage): the fallback, free
+                    accounting.append(Accounting(coarse_macs))  # nothing kept (e.g. no coverage): the base
                     continue
                 ctx = self._context(masks, b, size, frames.device)
+                ctx.accounting.macs += coarse_macs
                 ctx.base = forecast[b:b + 1].flatten(1, 2)      # the readout adds its tiles onto it, in place
                 try:
-                    model.backbone(ctx.concat([frames[b:b + 1].flatten(1, 2), fallback[b:b + 1].flatten(1, 2)]), ctx)
+                    model.backbone(ctx.concat([frames[b:b + 1].flatten(1, 2), base[b:b + 1].flatten(1, 2)]), ctx)
                 finally:
                     ctx.release()
                 accounting.append(ctx.accounting)
-        return SparseResult(forecast, importance_map, masks, accounting)
+        return SparseResult(forecast, importance_map, masks, accounting, base)
 
     def _context(self, masks: MaskContext, b: int, size: torch.Size, device: torch.device) -> SparseContext:
         tile = self.model.tile_size

@@ -19,16 +19,17 @@ from ..model.dynapruner import DynaPruner
 
 
 class DenseForecaster(nn.Module):
-    """The dense path of a DynaPruner as a plain two-input module."""
+    """The dense path of a DynaPruner (coarse path included) as a plain two-input module."""
 
     def __init__(self, model: DynaPruner) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, frames: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
-        inputs = torch.cat([frames.flatten(1, 2), fallback.flatten(1, 2)], dim=1)
+        base = self.model.base(frames, fallback)
+        inputs = torch.cat([frames.flatten(1, 2), base.flatten(1, 2)], dim=1)
         correction = self.model.backbone(inputs, MaskContext())
-        return fallback + correction.reshape(fallback.shape)
+        return base + correction.reshape(base.shape)
 
 
 def export_onnx(model: DynaPruner, path: str | Path, *, height: int, width: int, opset: int = 17) -> Path:

@@ -20,6 +20,7 @@ from ..data.registry import dataset_for, get_dataset, load_parts
 from ..data.series import Series
 from ..data.windows import ConcatWindows, WindowDataset, random_crop_flip, window_set
 from ..errors import ConfigError
+from ..evaluate.default_point import choose_default_point
 from ..evaluate.runner import Operating, model_forecasts, score
 from ..model.checkpoint import Checkpoint, build_model, load_checkpoint, save_checkpoint
 from ..model.dynapruner import DynaPruner
@@ -201,7 +202,8 @@ class _Session:
         return val
 
     def finish(self, last_step: int, **metrics) -> Path:
-        """model.pt: the best (train.select: best) or the last weights (written by rank 0; the
+        """model.pt: the best (train.select: best) or the last weights, with BatchNorm levels when
+        calibrated and the default operating point chosen on validation (written by rank 0; the
         other ranks wait for it)."""
         if not self.distributed.main:
             self.distributed.barrier()
@@ -220,6 +222,9 @@ class _Session:
                                            "train_seconds": self.history[-1]["seconds"] if self.history else 0.0,
                                            "world_size": self.distributed.world_size, **metrics})
         final.training_state = {}
+        if self.cfg.policy == "dyna" and self.cfg.default_point_tolerance is not None:
+            final.default_point = choose_default_point(final, self.data.val, tolerance=self.cfg.default_point_tolerance,
+                                                       device=self.val_point.device)
         save_checkpoint(self.out_dir / "model.pt", final)
         self.distributed.barrier()
         return self.out_dir / "model.pt"

@@ -1,0 +1,57 @@
+"""The coarse path: a cheap dense forecaster that runs everywhere, what pruned tiles receive.
+
+Dyna-Pruner's fine path (the backbone) runs only on the kept tiles; without a coarse path a pruned
+tile takes the fallback (advection on radar, persistence elsewhere), which fails wherever the
+data are not persistent (a taxi rush hour, a diurnal cycle). The coarse path is SegBlocks' answer
+(process low-complexity blocks at lower resolution instead of skipping them): the input frames and
+the fallback, block-averaged by ``factor``, through a few 3×3 convolutions, give a correction at
+1/factor resolution that is upsampled bilinearly and added to the fallback everywhere. Its cost is
+a small share of the dense backbone's (``macs``), and it has no BatchNorm, so it reads the same at
+every operating point.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class CoarsePath(nn.Module):
+    """[frames, fallback] (B, (T_in + T_out)·C, H, W) → correction (B, T_out·C, H, W).
+
+    Parameters
+    ----------
+    t_in, t_out, channels : the window shape.  factor : resolution divisor (H and W are multiples).
+    width : hidden channels.  blocks : residual 3×3 blocks after the 3×3 stem; a 1×1 readout,
+        initialised to zero, so training starts at the fallback.
+    """
+
+    def __init__(self, *, t_in: int, t_out: int, channels: int, factor: int = 4, width: int = 32,
+                 blocks: int = 2) -> None:
+        super().__init__()
+        self.factor = factor
+        self.stem = nn.Conv2d((t_in + t_out) * channels, width, 3, padding=1)
+        self.blocks = nn.ModuleList(nn.Conv2d(width, width, 3, padding=1) for _ in range(blocks))
+        self.readout = nn.Conv2d(width, t_out * channels, 1)
+        nn.init.zeros_(self.readout.weight)
+        nn.init.zeros_(self.readout.bias)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """inputs (B, (T_in + T_out)·C, H, W), H and W multiples of ``factor`` (whole tiles are)."""
+        h = F.silu(self.stem(F.avg_pool2d(inputs, self.factor) if self.factor > 1 else inputs))
+        for block in self.blocks:
+            h = h + F.silu(block(h))
+        low = self.readout(h)
+        if self.factor == 1:
+            return low
+        return F.interpolate(low, scale_factor=self.factor, mode="bilinear", align_corners=False)
+
+    def convs(self) -> list[nn.Conv2d]:
+        return [self.stem, *self.blocks, self.readout]
+
+    def macs(self, height: int, width: int) -> int:
+        """Multiply-accumulates for one sample at input size H × W (pooling and upsampling excluded:
+        a few operations per pixel)."""
+        pixels = (height // self.factor) * (width // self.factor)
+        return pixels * sum(c.in_channels * c.out_channels * c.kernel_size[0] * c.kernel_size[1]
+                            for c in self.convs())
