@@ -27,6 +27,7 @@ TINY_BACKBONES = {
     "convlstm": {"width": 4, "hidden": 8, "layers": 2, "kernel": 5, "tile_latent": 2},
 }
 TINY_COARSE = {"factor": 4, "width": 4, "blocks": 1}
+TINY_MODEL = [f"model.backbone_kwargs={TINY_BACKBONE}", "model.generator_hidden=4", f"model.coarse={TINY_COARSE}"]
 
 
 @pytest.fixture(scope="session")
@@ -43,19 +44,16 @@ def _deterministic():
 
 
 def tiny_config(tmp_path: Path, *overrides: str):
-    return load_config(None, [f"model.backbone_kwargs={TINY_BACKBONE}", "model.generator_hidden=4",
+    return load_config(None, [*TINY_MODEL,
                               "train.steps=4", "train.batch_size=2", "train.crop=32", "train.validate_every=2",
                               "train.warmup_steps=1", "train.device=cpu", f"train.out_dir={tmp_path / 'run'}",
                               "train.default_point_tolerance=null",   # tests/test_default_point.py turns it on
-                              f"model.coarse={TINY_COARSE}",
                               *overrides])
 
 
 @pytest.fixture
 def tiny_model():
-    config = load_config(None, [f"model.backbone_kwargs={TINY_BACKBONE}", "model.generator_hidden=4",
-                                f"model.coarse={TINY_COARSE}"])
-    return build_model(config.model, t_in=3, t_out=2, channels=1)
+    return build_model(load_config(None, TINY_MODEL).model, t_in=3, t_out=2, channels=1)
 
 
 def tiny_dyna(backbone: str) -> DynaPruner:

@@ -9,7 +9,7 @@ from dyna_stream.data.normalise import Normaliser
 from dyna_stream.errors import CheckpointError
 from dyna_stream.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 
-from conftest import TINY_BACKBONE
+from conftest import TINY_MODEL
 
 
 @pytest.fixture
@@ -17,7 +17,7 @@ def checkpoint(tiny_model):
     with torch.no_grad():
         for parameter in tiny_model.parameters():
             parameter.normal_(0, 0.2)
-    config = load_config(None, [f"model.backbone_kwargs={TINY_BACKBONE}", "model.generator_hidden=4"])
+    config = load_config(None, TINY_MODEL)
     return Checkpoint(tiny_model, config, Normaliser((-25.0,), (12.0,), "dBZ", -32.0, 60.0), "radar-fmi",
                       3, 2, -32.0, {"val": {"mse_mean": 1.5}}, step=7)
 

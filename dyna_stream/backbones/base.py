@@ -14,8 +14,8 @@ class Backbone(nn.Module):
     Builders take keyword-only ``t_in``, ``t_out``, ``channels`` (the window shape) plus their own
     sizes. Subclasses set ``groups`` (gate group → units, in a fixed order), ``tile_size`` (input
     pixels per tile side) and implement ``forward(inputs (B, (T_in+T_out)·C, H, W), ctx) →
-    (B, T_out·C, H, W)``: the input frames and the fallback frames stacked along channels, out the
-    correction to the fallback. H and W must be multiples of ``tile_size``.
+    (B, T_out·C, H, W)``: the input frames and the base frames (fallback + coarse path) stacked
+    along channels, out the correction to the base. H and W must be multiples of ``tile_size``.
     """
 
     groups: dict[str, int]

@@ -1,7 +1,7 @@
 """ConvLSTM (Shi et al. 2015; OpenSTL shapes, scaled for CPU) with prunable groups.
 
 The stacked input (B, (T_in+T_out)·C, H, W) is read as a sequence: the T_in observed frames, then
-the T_out fallback frames (the advected guess for each lead). Every step encodes its frame to
+the T_out base frames (the fallback's guess for each lead plus the coarse path). Every step encodes its frame to
 H/4 × W/4 (two stride-2 convs, shared over time: the space-to-depth stage), then runs stacked
 ConvLSTM cells. A cell's gate conv (k×k over [input, h]) writes 4 adjacent channels per hidden
 unit (i, f, o, g), so pruning a hidden unit removes its 4 filters together (gate group

@@ -335,8 +335,8 @@ class SparseContext:
         return TileResult(F.pixel_shuffle(y, unit.shuffle) if unit.shuffle > 1 else y, self)
 
     def readout(self, unit: Readout, x: Canvas) -> torch.Tensor:
-        """The forecast itself: the readout's tiles added onto the fallback (``base``, the engine's
-        output, written in place), so pruned tiles take the fallback without a zero canvas or a
+        """The forecast itself: the readout's tiles added onto the base (``base``, the engine's
+        output, written in place), so pruned tiles take the base without a zero canvas or a
         full-size addition."""
         weight, bias = self._sliced(unit, outputs=False)
         geometry = Geometry(tuple(x.shape[-2:]), x.shape[-2] // self.grid[0], 1, 1, 1, 0)
