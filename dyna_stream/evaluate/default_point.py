@@ -7,9 +7,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..data.registry import get_dataset, load_parts
-from ..data.windows import ConcatWindows, WindowDataset, window_set
-from ..model.checkpoint import load_checkpoint, save_checkpoint
+from ..data.windows import ConcatWindows, WindowDataset
+from ..model.checkpoint import load_checkpoint, save_checkpoint, split_windows
 from ..model.operating_point import TOLERANCE, DefaultPoint
 from .runner import Operating, model_forecasts, score
 
@@ -42,10 +41,7 @@ def choose_for_checkpoint(path: str | Path, *, out: str | Path, data_root: str |
     """Choose the default point of a saved checkpoint on its data set's validation split (its own
     normalisation) and write the checkpoint with it to ``out`` (atomically; may be ``path``)."""
     checkpoint = load_checkpoint(path)
-    spec = get_dataset(checkpoint.dataset)
-    series = load_parts(spec.name, "val", data_root if data_root is not None else checkpoint.config.data.root)
-    windows = window_set(series, t_in=checkpoint.t_in, t_out=checkpoint.t_out, normaliser=checkpoint.normaliser,
-                         fallback=spec.fallback, multiple=checkpoint.model.tile_size)
-    checkpoint.default_point = choose_default_point(checkpoint, windows, tolerance=tolerance, device=device)
+    checkpoint.default_point = choose_default_point(checkpoint, split_windows(checkpoint, "val", data_root),
+                                                    tolerance=tolerance, device=device)
     save_checkpoint(out, checkpoint)
     return checkpoint.default_point

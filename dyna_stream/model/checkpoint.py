@@ -15,7 +15,8 @@ from .. import __version__
 from ..atomic import write_with
 from ..config import ModelConfig, RunConfig
 from ..data.normalise import Normaliser
-from ..data.registry import DATASETS, dataset_for
+from ..data.registry import DATASETS, dataset_for, get_dataset, load_parts
+from ..data.windows import ConcatWindows, WindowDataset, window_set
 from ..errors import CheckpointError
 from .dynapruner import DynaPruner
 from .norm import NormLevels
@@ -59,6 +60,16 @@ def build_model(config: ModelConfig, *, t_in: int, t_out: int, channels: int) ->
                       unit_pooling=config.unit_pooling, norm_statistics=config.norm_statistics,
                       coverage_input=config.coverage_input,
                       coarse=None if config.coarse is None else config.coarse.model_dump())
+
+
+def split_windows(checkpoint: Checkpoint, split: str, data_root: str | Path | None = None
+                  ) -> WindowDataset | ConcatWindows:
+    """The windows of ``checkpoint``'s data set split ("train", "val", "test") as it sees them: its
+    own normalisation, window and tile padding (``data_root`` None: the one it was trained with)."""
+    spec = get_dataset(checkpoint.dataset)
+    root = data_root if data_root is not None else checkpoint.config.data.root
+    return window_set(load_parts(spec.name, split, root), t_in=checkpoint.t_in, t_out=checkpoint.t_out,
+                      normaliser=checkpoint.normaliser, fallback=spec.fallback, multiple=checkpoint.model.tile_size)
 
 
 def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:

@@ -15,9 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.registry import get_dataset, load_parts
-from ..data.windows import ConcatWindows, WindowDataset, stacked_batches, window_set
-from ..model.checkpoint import load_checkpoint, save_checkpoint
+from ..data.windows import ConcatWindows, WindowDataset, stacked_batches
+from ..model.checkpoint import load_checkpoint, save_checkpoint, split_windows
 from ..model.dynapruner import DynaPruner
 from ..model.norm import NormLevels, read_statistics, write_statistics
 
@@ -116,16 +115,9 @@ def calibrate_checkpoint(path: str | Path, *, out: str | Path, data_root: str | 
     checkpoint's own normalisation) and write it to ``out``; returns the rows of
     :func:`calibrate_norm_levels`."""
     checkpoint = load_checkpoint(path)
-    spec = get_dataset(checkpoint.dataset)
-    root = data_root if data_root is not None else checkpoint.config.data.root
-
-    def windows(split: str) -> WindowDataset | ConcatWindows:
-        return window_set(load_parts(spec.name, split, root), t_in=checkpoint.t_in, t_out=checkpoint.t_out,
-                          normaliser=checkpoint.normaliser, fallback=spec.fallback,
-                          multiple=checkpoint.model.tile_size)
-
     options.setdefault("validation_sparsity", checkpoint.config.train.validation_sparsity)
-    rows = calibrate_norm_levels(checkpoint.model, windows("train"), windows("val"), **options)
+    rows = calibrate_norm_levels(checkpoint.model, split_windows(checkpoint, "train", data_root),
+                                 split_windows(checkpoint, "val", data_root), **options)
     checkpoint.metrics["norm_calibration"] = rows
     save_checkpoint(out, checkpoint)
     return rows
