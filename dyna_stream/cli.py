@@ -171,6 +171,12 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_budget_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-budget", default="topk", choices=["topk", "threshold"],
+                        help="topk: exactly the share 1 - sd of the tiles; threshold: the tiles whose importance "
+                             "passes the model's calibrated threshold, at most that share (a calm window costs less)")
+
+
 def _predict_args(parser: argparse.ArgumentParser) -> None:
     from .assets import BUNDLED_MODEL, BUNDLED_SAMPLE
     from .data.gridded_files import LAYOUTS
@@ -194,6 +200,7 @@ def _predict_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sw", type=float, help="model sparsity (share of units pruned; default: the model's "
                         "default point)")
     parser.add_argument("--policy", default="dyna", choices=["dyna", "dense", "random", "static"])
+    _data_budget_arg(parser)
     _runtime_args(parser)
     parser.add_argument("--out", default="out", help="output folder")
 
@@ -205,7 +212,8 @@ def _predict(args: argparse.Namespace) -> int:
     for path in predict_file(args.checkpoint, args.input, out_dir=args.out, variable=args.variable,
                              data_sparsity=args.sd, model_sparsity=args.sw, policy=args.policy,
                              engine=args.engine, device=args.device, pixel_km=args.pixel_km,
-                             step_minutes=args.step_minutes, layout=args.layout, refit_norm=args.refit_norm):
+                             step_minutes=args.step_minutes, layout=args.layout, refit_norm=args.refit_norm,
+                             data_budget=args.data_budget):
         print(path)
     return 0
 
@@ -287,6 +295,7 @@ def _profile_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-age-h", type=float, default=168.0, help="re-measure a cached profile this old "
                                                                        "(0: always measure)")
     parser.add_argument("--threads", type=int, default=2)
+    _data_budget_arg(parser)
     _runtime_args(parser)
 
 
@@ -302,7 +311,7 @@ def _profile(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     checkpoint = load_checkpoint(args.checkpoint)
     frames, windows = profile_inputs(checkpoint, args.data_root)
-    predictor = Predictor(checkpoint, engine=args.engine, device=args.device)
+    predictor = Predictor(checkpoint, engine=args.engine, device=args.device, data_budget=args.data_budget)
     rows = load_or_measure(args.checkpoint, predictor, frames, windows, cache_dir=args.cache_dir, runs=args.runs,
                            max_age_h=args.max_age_h, meter=detect_meter())
     print(format_table(rows))

@@ -269,6 +269,11 @@ class OperatingConfig(_Strict):
                             "auto: sparse on CPUs, masked on GPUs (where batch-1 sparse execution is slower)")
     device: str = DEVICE_FIELD
     threads: int | None = Field(2, ge=1)
+    data_budget: Literal["topk", "threshold"] = Field(
+        "topk", description="topk: a fixed share of tiles at sd; threshold: the tiles whose importance passes "
+                            "the model's calibrated threshold, at most as many as top-k at sd (calm windows cost less)")
+    max_data_sparsity: float = Field(0.99, ge=0, lt=1, description="threshold budget: the fewest tiles it keeps, "
+                                                                   "as a sparsity")
 
 
 class RecordConfig(_Strict):

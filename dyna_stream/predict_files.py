@@ -22,7 +22,8 @@ def predict_file(checkpoint: str | Path, input_path: str | Path, *, out_dir: str
                  variable: str | None = None, data_sparsity: float | None = None,
                  model_sparsity: float | None = None,
                  policy: str = "dyna", engine: str = "auto", device: str = "auto", pixel_km: float | None = None,
-                 step_minutes: float | None = None, layout: str = "auto", refit_norm: bool = False) -> list[Path]:
+                 step_minutes: float | None = None, layout: str = "auto", refit_norm: bool = False,
+                 data_budget: str = "topk") -> list[Path]:
     """Forecast from the last T_in frames of ``input_path``; returns the files written.
 
     ``data_sparsity`` / ``model_sparsity``: sd, sw (None: the model's default point, chosen on
@@ -64,7 +65,7 @@ def predict_file(checkpoint: str | Path, input_path: str | Path, *, out_dir: str
         log.warning("%s does not say its pixel size: taken as the model's %g km (pass --pixel-km if not)",
                     Path(input_path).name, ckpt.pixel_km)
     predictor = Predictor(ckpt, data_sparsity=data_sparsity, model_sparsity=model_sparsity, policy=policy,
-                          engine=engine, device=device, input_pixel_km=pixel_km,
+                          engine=engine, device=device, input_pixel_km=pixel_km, data_budget=data_budget,
                           input_step_minutes=step_minutes if step_minutes is not None else series.step_minutes)
     data_sparsity, model_sparsity = predictor.data_sparsity, predictor.model_sparsity   # None: the model's point
     window = series.slice(len(series) - ckpt.t_in, len(series))

@@ -15,6 +15,8 @@ from .data.windows import model_input, pad_to_multiple
 from .errors import ConfigError, DataError
 from .extrapolation import get_extrapolator
 from .model.checkpoint import Checkpoint
+from .model.masks import ContentBudget
+from .model.operating_point import DATA_BUDGETS
 from .sparse import SparseEngine
 
 log = logging.getLogger(__name__)
@@ -93,13 +95,18 @@ class Predictor:
         repeated back onto the input's cells; any other size is refused (DataError).
     input_step_minutes : minutes between the input frames (None: taken as the model's); another step
         than the model's is refused.
+    data_budget : "topk" (default: exactly ⌈(1 − sd)·N⌉ tiles) or "threshold" (the tiles whose mean
+        S exceeds the checkpoint's calibrated tile threshold, at most as many as top-k at sd and at
+        least as many as top-k at ``max_data_sparsity``: a calm window costs less than a storm).
+    max_data_sparsity : the threshold budget's lower bound on the kept share, as a sparsity.
     """
 
     def __init__(self, checkpoint: Checkpoint, *, data_sparsity: float | None = None,
                  model_sparsity: float | None = None,
                  policy: str = "dyna", engine: str = "auto", device: str | torch.device = "auto",
                  mask_failure: float = 0.0, input_pixel_km: float | None = None,
-                 input_step_minutes: float | None = None) -> None:
+                 input_step_minutes: float | None = None, data_budget: str = "topk",
+                 max_data_sparsity: float = 0.99) -> None:
         check_step(input_step_minutes, checkpoint.step_minutes)
         factor = grid_factor(input_pixel_km, checkpoint.pixel_km)
         self.grid = (reflectivity_adapter(factor) if checkpoint.normaliser.units == "dBZ"
@@ -110,11 +117,12 @@ class Predictor:
         checkpoint.model.to(self.device)
         self.sparse = SparseEngine(checkpoint.model) if self.engine == "sparse" else None
         self.timed_choice = engine == "auto" and self.sparse is not None
-        self.engine_choices: dict[tuple, dict[str, float]] = {}   # (Hp, Wp, sd, sw) → ms per engine
+        self.engine_choices: dict[tuple, dict[str, float]] = {}   # (Hp, Wp, sd, sw, budget) → ms per engine
         self.last_engine = self.engine
         default = checkpoint.operating_point
         self.data_sparsity = default[0] if data_sparsity is None else data_sparsity
         self.model_sparsity = default[1] if model_sparsity is None else model_sparsity
+        self.data_budget, self.max_data_sparsity = data_budget, max_data_sparsity
         spec = DATASETS.get(checkpoint.dataset)
         self.extrapolate = get_extrapolator(spec.fallback if spec else "persistence")
         self.value_range = spec.value_range if spec else (None, None)
@@ -137,9 +145,38 @@ class Predictor:
         self._model_sparsity = _checked_sparsity("model sparsity sw", value)
 
     @property
+    def data_budget(self) -> str:
+        return self._data_budget
+
+    @data_budget.setter
+    def data_budget(self, value: str) -> None:
+        if value not in DATA_BUDGETS:
+            raise ConfigError(f"data budget must be one of {', '.join(DATA_BUDGETS)}, got {value!r}")
+        point = self.checkpoint.default_point
+        if value == "threshold" and (point is None or point.tile_threshold is None):
+            raise ConfigError("this checkpoint has no calibrated tile threshold for the threshold data budget; "
+                              "run `dyna-stream choose-point --checkpoint CKPT --out CKPT` first")
+        self._data_budget = value
+
+    @property
+    def max_data_sparsity(self) -> float:
+        return self._max_data_sparsity
+
+    @max_data_sparsity.setter
+    def max_data_sparsity(self, value: float) -> None:
+        self._max_data_sparsity = _checked_sparsity("max data sparsity", value)
+
+    @property
+    def content_budget(self) -> ContentBudget | None:
+        """The threshold budget the masks follow (None under top-k)."""
+        if self.data_budget != "threshold":
+            return None
+        return ContentBudget(self.checkpoint.default_point.tile_threshold, self.max_data_sparsity)
+
+    @property
     def operating_point(self) -> dict[str, float | str]:
         return {"data_sparsity": self.data_sparsity, "model_sparsity": self.model_sparsity, "policy": self.policy,
-                "engine": self.last_engine, "device": str(self.device)}
+                "data_budget": self.data_budget, "engine": self.last_engine, "device": str(self.device)}
 
     @property
     def input_limits(self) -> tuple[float, float]:
@@ -206,7 +243,8 @@ class Predictor:
         frames, fallback = frames.to(self.device), fallback.to(self.device)
         options = {"policy": self.policy, "data_sparsity": self.data_sparsity,
                    "model_sparsity": self.model_sparsity, "mask_failure": self.mask_failure,
-                   "coverage": None if coverage is None else coverage[None].to(self.device)}
+                   "coverage": None if coverage is None else coverage[None].to(self.device),
+                   "content_budget": self.content_budget}
         self.last_engine = self._engine_for(frames, fallback, options)
         prediction, macs = self._run_engine(self.last_engine, frames, fallback, options)
         forecast = np.clip(ckpt.normaliser.inverse(_host(prediction.forecast[0, ..., :height, :width])),
@@ -235,7 +273,7 @@ class Predictor:
         compute the same forecast)."""
         if not self.timed_choice:
             return self.engine
-        key = (*frames.shape[-2:], self.data_sparsity, self.model_sparsity)
+        key = (*frames.shape[-2:], self.data_sparsity, self.model_sparsity, self.data_budget)
         if key not in self.engine_choices:
             timings = {}
             for engine in ("sparse", "masked"):
@@ -247,7 +285,7 @@ class Predictor:
                     runs.append((time.perf_counter() - started) * 1e3)
                 timings[engine] = min(runs)
             self.engine_choices[key] = timings
-            log.info("engine auto for grid %dx%d at sd=%.2f sw=%.2f: sparse %.1f ms, masked %.1f ms",
+            log.info("engine auto for grid %dx%d at sd=%.2f sw=%.2f (%s budget): sparse %.1f ms, masked %.1f ms",
                      *key, timings["sparse"], timings["masked"])
         timings = self.engine_choices[key]
         return min(timings, key=timings.get)

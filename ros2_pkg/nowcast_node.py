@@ -160,7 +160,8 @@ class NowcastNode(LifecycleNode):
         torch.set_num_threads(self.param("threads"))
         checkpoint = load_checkpoint(Path(model_path).expanduser())
         predictor = Predictor(checkpoint, policy=self.param("policy"), engine=self.param("engine"),
-                              device=self.param("device"), input_pixel_km=self.param("input_pixel_km") or None)
+                              device=self.param("device"), input_pixel_km=self.param("input_pixel_km") or None,
+                              data_budget=self.param("data_budget"), max_data_sparsity=self.param("sd_max"))
         meter = detect_meter()
         control = ControlConfig(latency_budget_ms=self.param("latency_budget_ms") or None,
                                 power_cap_w=self.param("power_cap_w") or None, confidence=self.param("confidence"),
@@ -293,6 +294,7 @@ class NowcastNode(LifecycleNode):
             return
         values, controller = self._proposed([]), self.runtime.controller
         controller.set_bounds((values["sd_min"], values["sd_max"]), (values["sw_min"], values["sw_max"]))
+        self.runtime.forecaster.predictor.max_data_sparsity = values["sd_max"]   # the threshold budget's floor
         controller.set_budget(latency_ms=values["latency_budget_ms"] or None, power_w=values["power_cap_w"] or None)
         self.get_logger().info(f"budgets: latency {controller.latency_budget_ms} ms, power {controller.power_cap_w} W; "
                                f"sd [{values['sd_min']}, {values['sd_max']}], sw [{values['sw_min']}, "

@@ -56,6 +56,9 @@ PARAMETERS: tuple[Spec, ...] = (
     Spec("grid_width", 0, "model grid columns; 0: the first frame's", (0, 16384)),
     Spec("resize", False, "resize frames on another grid (else reject them)"),
     Spec("policy", "dyna", "mask policy", choices=("dyna", "dense", "random", "static")),
+    Spec("data_budget", "topk", "topk: a fixed share of tiles at the controller's sd; threshold: the tiles whose "
+         "importance passes the model's calibrated threshold, at most top-k at sd and at least top-k at sd_max",
+         choices=("topk", "threshold")),
     Spec("engine", "auto", "sparse: real sparse execution; masked: the dense graph with masks; auto: masked on "
          "GPUs, on CPUs the faster of the two (timed per grid and point)", choices=("auto", "sparse", "masked")),
     Spec("device", "auto", "where the model runs: auto (the GPU if torch sees one), cpu, cuda",

@@ -86,3 +86,29 @@ def test_tiles_without_coverage_never_compete():
     assert not (mask.bool() & ~covered).any()
     mask.sum().backward()                  # straight through to the importance map
     assert importance.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("cap", [0.0, 0.5])
+def test_threshold_budget_keeps_the_tiles_over_the_threshold_within_its_bounds(cap):
+    """Calm (nothing over τ), average and stormy (everything over τ) samples: each keeps its tiles
+    over τ, never fewer than top-k at max_sparsity nor more than top-k at the cap sd."""
+    importance = torch.zeros(3, 1, 16, 16)
+    importance[1, :, :8, :8] = 0.9          # 4 of 16 tiles over τ
+    importance[2] = 0.8                     # all 16 over τ
+    budget = masks.ContentBudget(threshold=0.5, max_sparsity=0.9)
+    mask = masks.tile_mask(importance, 4, sparsity=cap, budget=budget)
+    kept = mask.sum((1, 2, 3)).tolist()
+    assert kept == [masks.keep_count(16, 0.9), 4, masks.keep_count(16, cap)] == [2, 4, 16 if cap == 0 else 8]
+    assert mask[1, 0, :2, :2].all()                     # the 4 kept are the 4 over τ
+    assert mask[0].sum() < mask[1].sum() < mask[2].sum()   # a calm window costs less than a storm
+    covered = torch.ones(3, 1, 4, 4, dtype=torch.bool)
+    covered[2, :, 2:] = False                # half the storm has no radar: only covered tiles count
+    bounded = masks.tile_mask(importance, 4, sparsity=cap, covered=covered, budget=budget)
+    assert bounded[2].sum() == masks.keep_count(8, cap) and not (bounded.bool() & ~covered).any()
+
+
+def test_threshold_budget_refuses_bad_bounds():
+    with pytest.raises(ValueError, match="max_sparsity"):
+        masks.ContentBudget(0.5, max_sparsity=1.0)
+    assert masks.ContentBudget(0.5, 0.5).keep(above=0, total=0, sparsity=0.3) == 0   # no coverage: nothing
+    assert masks.ContentBudget(0.5, 0.2).keep(above=1, total=10, sparsity=0.6) == 4  # cap above the floor wins

@@ -35,7 +35,7 @@ def test_auto_on_a_cpu_times_both_engines_once_per_grid_and_point_and_runs_the_f
     first = auto(small)
     auto(small)                                                          # measured once, then reused
     ((key, timings),) = auto.engine_choices.items()
-    assert key == (32, 32, *checkpoint.operating_point) and set(timings) == {"sparse", "masked"}
+    assert key == (32, 32, *checkpoint.operating_point, "topk") and set(timings) == {"sparse", "masked"}
     assert auto.operating_point["engine"] == min(timings, key=timings.get)
     auto.data_sparsity = 0.9
     auto(small)

@@ -11,6 +11,7 @@ from dyna_stream.config import load_config
 from dyna_stream.data.normalise import Normaliser
 from dyna_stream.model.checkpoint import Checkpoint
 from dyna_stream.model.dynapruner import DynaPruner
+from dyna_stream.model.masks import ContentBudget, keep_count
 from dyna_stream.predictor import Predictor
 from dyna_stream.sparse import SparseEngine
 from dyna_stream.sparse import tiles as tile_ops
@@ -258,3 +259,26 @@ def test_sparse_matches_masked_where_radar_coverage_ends(backbone, sparsity):
                                                         model_sparsity=sparsity, coverage=c).accounting[0].macs
                 for c in (coverage, None)]
     assert gathered[0] < gathered[1]          # gathering: the uncovered tiles' windows are never computed
+
+
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+@pytest.mark.parametrize("cap", [0.0, 0.5])
+def test_sparse_matches_masked_under_the_threshold_budget(backbone, cap):
+    """Per-sample kept shares decided by S's threshold: both engines still agree, MACs follow the
+    share kept, and no sample keeps more than top-k at the cap."""
+    model = randomised(backbone)
+    frames, fallback = torch.randn(2, 3, 1, 48, 64), torch.randn(2, 2, 1, 48, 64)
+    with torch.no_grad():
+        scores = F.avg_pool2d(model.select_masks(frames, fallback)[0], model.tile_size).flatten(1)
+    budget = ContentBudget(float(scores.median()), max_sparsity=0.9)
+    options = {"data_sparsity": cap, "model_sparsity": 0.5, "content_budget": budget}
+    with torch.no_grad():
+        reference = model(frames, fallback, **options)
+    result = SparseEngine(model, strategy="windows")(frames, fallback, **options)   # gathering: exact MACs
+    assert (result.forecast - reference.forecast).abs().max() <= 1e-4
+    kept = result.masks.tiles.flatten(1).sum(1)
+    above = (scores > budget.threshold).sum(1)
+    total = scores.shape[1]
+    expected = above.clamp(keep_count(total, 0.9), keep_count(total, cap))
+    assert torch.equal(kept, expected.to(kept.dtype))
+    np.testing.assert_allclose([a.macs for a in result.accounting], model.macs(reference).numpy(), rtol=1e-6)

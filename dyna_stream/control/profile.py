@@ -34,13 +34,14 @@ MAX_DRIFT = 1.0        # a profile whose first point re-times 2x slower or faste
 
 
 def machine_key(checkpoint_path: str | Path, predictor: Predictor) -> str:
-    """Model file hash + machine + torch build + threads + device and engine: a profile is valid
-    only for all of them."""
+    """Model file hash + machine + torch build + threads + device, engine and data budget: a profile
+    is valid only for all of them."""
     digest = hashlib.sha256(Path(checkpoint_path).read_bytes()).hexdigest()[:16]
     device = predictor.device
     chip = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     machine = f"{platform.node()}|{platform.machine()}|{platform.processor()}|{torch.__version__}|" \
-              f"{torch.get_num_threads()}|{device}|{chip}|{predictor.engine}|{predictor.timed_choice}"
+              f"{torch.get_num_threads()}|{device}|{chip}|{predictor.engine}|{predictor.timed_choice}|" \
+              f"{predictor.data_budget}|{predictor.max_data_sparsity}"
     return f"v{PROFILE_VERSION}-{digest}-{hashlib.sha256(machine.encode()).hexdigest()[:12]}"
 
 
@@ -98,8 +99,10 @@ def measure(predictor: Predictor, frames: np.ndarray, windows: list, *, grid=GRI
 def _timed_row(predictor: Predictor, frames: np.ndarray, point: tuple[float, float], runs: int, warmup: int,
                meter: PowerMeter | None) -> dict:
     """Latency (median, p95 ms), MACs and median power (W) of one operating point; leaves the
-    predictor at that point."""
+    predictor at that point. Under the threshold data budget a window's cost follows its content, at
+    most top-k's at sd: the point is timed at that cap, so the controller's budget holds for a storm."""
     predictor.data_sparsity, predictor.model_sparsity = point
+    budget, predictor.data_budget = predictor.data_budget, "topk"
     powers = []
 
     def forecast() -> float:
@@ -109,9 +112,12 @@ def _timed_row(predictor: Predictor, frames: np.ndarray, point: tuple[float, flo
             powers.append(watts)
         return macs
 
-    latency = batch1_latency(forecast, runs=runs, warmup=warmup)
-    return {"data_sparsity": point[0], "model_sparsity": point[1], "latency_ms": latency.median_ms,
-            "latency_p95_ms": latency.p95_ms, "macs": latency.macs,
+    try:
+        latency = batch1_latency(forecast, runs=runs, warmup=warmup)
+    finally:
+        predictor.data_budget = budget
+    return {"data_sparsity": point[0], "model_sparsity": point[1], "data_budget": budget,
+            "latency_ms": latency.median_ms, "latency_p95_ms": latency.p95_ms, "macs": latency.macs,
             "power_w": statistics.median(powers) if powers else None}
 
 

@@ -46,6 +46,11 @@ def standard_entries(dyna: Checkpoint, *, dense: Checkpoint | None = None, mp: C
                 for s in sparsities]
     entries += [Entry(f"Dyna-Pruner sd=sw={s:g}", "model", dyna, Operating("dyna", s, s, **run))
                 for s in sparsities]
+    point = dyna.default_point
+    if point is not None and point.tile_threshold is not None:
+        label = f"Dyna-Pruner threshold budget (tiles S > {point.tile_threshold:.3g}) sw={point.model_sparsity:g}"
+        entries.append(Entry(label, "model", dyna,
+                             Operating("dyna", 0.0, point.model_sparsity, data_budget="threshold", **run)))
     return entries
 
 

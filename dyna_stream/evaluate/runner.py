@@ -18,7 +18,8 @@ from .metrics import ForecastScores
 class Operating:
     """How a model runs: mask policy, sparsities (data sd, model sw), execution engine and device
     (see :class:`~dyna_stream.predictor.Predictor`); for robustness tests, Gaussian noise σ added
-    to the normalised inputs (frames and fallback) and the share of kept tiles flipped to pruned."""
+    to the normalised inputs (frames and fallback) and the share of kept tiles flipped to pruned;
+    ``data_budget`` "topk" or "threshold" (tiles over the checkpoint's S threshold, capped at sd)."""
 
     policy: str = "dense"
     data_sparsity: float = 0.0
@@ -27,6 +28,7 @@ class Operating:
     device: str = "auto"
     input_noise: float = 0.0
     mask_failure: float = 0.0
+    data_budget: str = "topk"
 
 
 @dataclass
@@ -40,6 +42,7 @@ class WindowForecast:
     kept_tiles: np.ndarray | None = None
     macs: float = 0.0
     tiles: tuple[int, int] = (0, 0)       # (kept tiles holding no covered cell, kept tiles)
+    coverage: np.ndarray | None = None    # (H, W) bool: cells with a measurement, for models
 
 
 def kept_tiles_outside(kept: np.ndarray, coverage: np.ndarray, tile: int) -> tuple[int, int]:
@@ -55,7 +58,8 @@ def model_forecasts(checkpoint: Checkpoint, windows: WindowDataset | ConcatWindo
     """Batch-1 forecasts of the windows (default: all), cropped back to the data grid, physical units."""
     predictor = Predictor(checkpoint, data_sparsity=operating.data_sparsity,
                           model_sparsity=operating.model_sparsity, policy=operating.policy,
-                          engine=operating.engine, device=operating.device, mask_failure=operating.mask_failure)
+                          engine=operating.engine, device=operating.device, mask_failure=operating.mask_failure,
+                          data_budget=operating.data_budget)
     torch.manual_seed(seed)  # the random policy and the mask failures draw reproducibly
     noise = torch.Generator().manual_seed(seed)
     for index in range(len(windows)) if indices is None else indices:
@@ -66,7 +70,8 @@ def model_forecasts(checkpoint: Checkpoint, windows: WindowDataset | ConcatWindo
             fallback = fallback + operating.input_noise * torch.randn(fallback.shape, generator=noise)
         result = predictor.run_normalised(frames, fallback, windows.size(index), item["coverage"])
         tiles = kept_tiles_outside(result.kept_tiles, result.coverage, checkpoint.model.tile_size)
-        yield WindowForecast(index, result.forecast, result.importance, result.kept_tiles, result.macs, tiles)
+        yield WindowForecast(index, result.forecast, result.importance, result.kept_tiles, result.macs, tiles,
+                             result.coverage)
 
 
 def extrapolation_forecasts(windows: WindowDataset | ConcatWindows, name: str) -> Iterator[WindowForecast]:

@@ -17,7 +17,7 @@ from ..backbones import create_backbone
 from .coarse import CoarsePath
 from .context import MaskContext
 from .generator import MaskGenerator
-from .masks import covered_tiles, fail_tiles
+from .masks import ContentBudget, covered_tiles, fail_tiles
 from .norm import NormLevels, write_statistics
 from .policies import GATE_MODES, MaskRequest, get_policy
 
@@ -117,12 +117,14 @@ class DynaPruner(nn.Module):
 
     def select_masks(self, frames: torch.Tensor, fallback: torch.Tensor, *, data_sparsity: float = 0.0,
                      model_sparsity: float = 0.0, policy: str = "dyna", mask_failure: float = 0.0,
-                     coverage: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, MaskContext]:
+                     coverage: torch.Tensor | None = None, content_budget: ContentBudget | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor, MaskContext]:
         """Run the mask generator and the policy: S (B, 1, H, W), I (B, units) and the masks.
         ``mask_failure``: share of the kept tiles flipped to pruned at random (robustness tests).
         ``coverage`` (B, 1, H, W) {0, 1}: where the input has measurements (None: everywhere); S is 0
-        and no tile is kept outside it. With calibrated norm levels, loads the BatchNorm statistics
-        of this point's sw."""
+        and no tile is kept outside it. ``content_budget``: the tiles kept follow S's threshold, at
+        most as many as top-k at sd (see :class:`~.masks.ContentBudget`). With calibrated norm
+        levels, loads the BatchNorm statistics of this point's sw."""
         self.use_norm_level(0.0 if policy == "dense" else model_sparsity)
         importance_map, unit_importance = self.generator(self.generator.summarise(frames, fallback, coverage))
         covered = None
@@ -131,7 +133,7 @@ class DynaPruner(nn.Module):
             covered = covered_tiles(coverage, self.tile_size)
         masks = get_policy(policy)(MaskRequest(
             importance_map, unit_importance, data_sparsity, model_sparsity, self.tile_size,
-            self.backbone.groups, self.thresholds, self.static_gates(), self.gate_mode, covered))
+            self.backbone.groups, self.thresholds, self.static_gates(), self.gate_mode, covered, content_budget))
         if mask_failure > 0:
             masks = MaskContext(fail_tiles(masks.tiles, mask_failure), masks.gates)
         return importance_map, unit_importance, masks
@@ -150,12 +152,12 @@ class DynaPruner(nn.Module):
 
     def forward(self, frames: torch.Tensor, fallback: torch.Tensor, *, data_sparsity: float = 0.0,
                 model_sparsity: float = 0.0, policy: str = "dyna", mask_failure: float = 0.0,
-                coverage: torch.Tensor | None = None) -> Prediction:
+                coverage: torch.Tensor | None = None, content_budget: ContentBudget | None = None) -> Prediction:
         """frames (B, T_in, C, H, W), fallback (B, T_out, C, H, W), normalised; H, W multiples of tile_size;
-        coverage (B, 1, H, W) {0, 1} or None (see :meth:`select_masks`)."""
+        coverage (B, 1, H, W) {0, 1} or None, content_budget (see :meth:`select_masks`)."""
         importance_map, unit_importance, masks = self.select_masks(
             frames, fallback, data_sparsity=data_sparsity, model_sparsity=model_sparsity, policy=policy,
-            mask_failure=mask_failure, coverage=coverage)
+            mask_failure=mask_failure, coverage=coverage, content_budget=content_budget)
         masks.active_statistics = self.backbone.training and self.norm_statistics == "active"
         base = self.base(frames, fallback)
         correction = self.backbone(masks.concat([frames.flatten(1, 2), base.flatten(1, 2)]), masks)

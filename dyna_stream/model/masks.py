@@ -5,6 +5,7 @@ Shapes: B batch, N candidates (tiles or units), (Ht, Wt) the tile grid.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -66,20 +67,49 @@ def ranked_mask(scores: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     return (ranks < keep[:, None]).to(scores.dtype)
 
 
+@dataclass(frozen=True)
+class ContentBudget:
+    """A data budget that follows the content: keep the tiles whose mean S exceeds ``threshold``, but
+    never fewer than ⌈(1 − max_sparsity)·N⌉ nor more than ⌈(1 − sd)·N⌉ of the N covered tiles, sd
+    being the operating point's data sparsity (the cost cap the controller chose). A calm window
+    costs less than a storm; no window costs more than top-k at sd."""
+
+    threshold: float
+    max_sparsity: float = 0.99
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.max_sparsity < 1.0:
+            raise ValueError(f"max_sparsity must be in [0, 1), got {self.max_sparsity}")
+
+    def keep(self, above: int, total: int, sparsity: float) -> int:
+        """Tiles kept of ``total`` covered ones when ``above`` of them score over the threshold."""
+        if total == 0:
+            return 0
+        low = keep_count(total, max(self.max_sparsity, sparsity))
+        return min(max(above, low), keep_count(total, sparsity))
+
+
 def tile_mask(importance_map: torch.Tensor, tile: int, sparsity: float,
-              covered: torch.Tensor | None = None) -> torch.Tensor:
+              covered: torch.Tensor | None = None, budget: ContentBudget | None = None) -> torch.Tensor:
     """Hard data mask on the tile grid (B, 1, Ht, Wt): top ⌈(1−sd)·N⌉ tiles by mean S, STE to S.
 
     With ``covered`` (B, 1, Ht, Wt) bool, only covered tiles compete and N is each sample's count of
-    covered tiles: a tile without a measured cell is never kept (a sample without any keeps none)."""
+    covered tiles: a tile without a measured cell is never kept (a sample without any keeps none).
+    With a ``budget``, each sample keeps its tiles over the budget's threshold within its bounds."""
     scores = tile_scores(importance_map, tile)
     batch, _, rows, cols = scores.shape
     flat = scores.reshape(batch, rows * cols)
-    if covered is None:
+    if covered is None and budget is None:
         return topk_ste(flat, sparsity).reshape(batch, 1, rows, cols)
-    inside = covered.reshape(batch, rows * cols)
-    keep = torch.tensor([keep_count(int(n), sparsity) if n else 0 for n in inside.sum(1).tolist()],
-                        device=flat.device)
+    inside = (torch.ones_like(flat, dtype=torch.bool) if covered is None
+              else covered.reshape(batch, rows * cols))
+    totals = inside.sum(1).tolist()
+    if budget is None:
+        counts = [keep_count(int(n), sparsity) if n else 0 for n in totals]
+    else:
+        above = (inside & (flat.detach() > budget.threshold)).sum(1).tolist()
+        counts = [budget.keep(int(a), int(n), sparsity) for a, n in zip(above, totals)]
+    keep = torch.tensor(counts, device=flat.device)
     ranked = torch.where(inside, flat.detach(), torch.full_like(flat, -1.0))
     return straight_through(ranked_mask(ranked, keep) * inside, flat).reshape(batch, 1, rows, cols)
 

@@ -7,12 +7,12 @@ of channel gates to every sample (L1-norm filter pruning, MP).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from .context import MaskContext
-from .masks import threshold_ste, tile_mask, topk_ste
+from .masks import ContentBudget, threshold_ste, tile_mask, topk_ste
 
 
 @dataclass
@@ -29,6 +29,7 @@ class MaskRequest:
     static_gates: dict[str, torch.Tensor]
     gate_mode: str
     covered: torch.Tensor | None = None    # (B, 1, Ht, Wt) bool: tiles with a measured cell (None: all)
+    content_budget: ContentBudget | None = None   # tiles by S threshold within bounds (None: top-k at sd)
 
 
 def _split(scores: torch.Tensor, groups: dict[str, int]) -> dict[str, torch.Tensor]:
@@ -40,12 +41,12 @@ def _topk_gates(scores: torch.Tensor, request: MaskRequest) -> dict[str, torch.T
 
 
 def _tiles(scores: torch.Tensor, request: MaskRequest) -> torch.Tensor | None:
-    """The data mask from per-pixel ``scores`` (B, 1, H, W): None keeps every tile (sd = 0 and full
-    coverage); tiles outside coverage are never kept."""
+    """The data mask from per-pixel ``scores`` (B, 1, H, W): None keeps every tile (sd = 0, full
+    coverage and no content budget); tiles outside coverage are never kept."""
     covered = None if request.covered is None or bool(request.covered.all()) else request.covered
-    if request.data_sparsity == 0 and covered is None:
+    if request.data_sparsity == 0 and covered is None and request.content_budget is None:
         return None
-    return tile_mask(scores, request.tile_size, request.data_sparsity, covered)
+    return tile_mask(scores, request.tile_size, request.data_sparsity, covered, request.content_budget)
 
 
 def _dyna(request: MaskRequest) -> MaskContext:
@@ -65,7 +66,8 @@ def _dense(request: MaskRequest) -> MaskContext:
 
 
 def _random(request: MaskRequest) -> MaskContext:
-    tiles = _tiles(torch.rand_like(request.importance_map), request)
+    """Random tiles and units at the fixed budget sd, sw (a content budget has no meaning here)."""
+    tiles = _tiles(torch.rand_like(request.importance_map), replace(request, content_budget=None))
     gates = _topk_gates(torch.rand_like(request.unit_importance), request) if request.model_sparsity > 0 else {}
     return MaskContext(tiles, gates)
 

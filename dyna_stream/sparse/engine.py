@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from ..backbones.layers import ConvUnit, Readout, SqueezeExcite
 from ..model.context import MaskContext
 from ..model.dynapruner import DynaPruner
+from ..model.masks import ContentBudget
 from .folding import fold_batchnorm
 from .tiles import (
     add_tiles_,
@@ -479,16 +480,18 @@ class SparseEngine:
     @torch.no_grad()
     def __call__(self, frames: torch.Tensor, fallback: torch.Tensor, *, data_sparsity: float = 0.0,
                  model_sparsity: float = 0.0, policy: str = "dyna", mask_failure: float = 0.0,
-                 coverage: torch.Tensor | None = None) -> SparseResult:
+                 coverage: torch.Tensor | None = None, content_budget: ContentBudget | None = None) -> SparseResult:
         """frames (B, T_in, C, H, W), fallback (B, T_out, C, H, W), normalised; H, W multiples of the tile;
-        coverage (B, 1, H, W) {0, 1} or None: tiles without a measured cell never run.
+        coverage (B, 1, H, W) {0, 1} or None: tiles without a measured cell never run; content_budget:
+        as in :meth:`DynaPruner.select_masks`.
         One call at a time (a lock): mask selection loads the norm level its sw needs into the model,
         and the steps share the engine's buffer pool."""
         model, size = self.model, frames.shape[-2:]
         with self._lock:
             importance_map, _, masks = model.select_masks(frames, fallback, data_sparsity=data_sparsity,
                                                           model_sparsity=model_sparsity, policy=policy,
-                                                          mask_failure=mask_failure, coverage=coverage)
+                                                          mask_failure=mask_failure, coverage=coverage,
+                                                          content_budget=content_budget)
             base = model.base(frames, fallback)         # the coarse path runs everywhere, dense
             forecast, accounting, coarse_macs = base.clone(), [], model.coarse_macs(*size)
             for b in range(frames.shape[0]):

@@ -84,7 +84,8 @@ class Node:
         self.predictor = Predictor(checkpoint, data_sparsity=operating.data_sparsity,
                                    model_sparsity=operating.model_sparsity, policy=operating.policy,
                                    engine=operating.engine, device=operating.device,
-                                   input_pixel_km=config.input.pixel_km)
+                                   input_pixel_km=config.input.pixel_km, data_budget=operating.data_budget,
+                                   max_data_sparsity=operating.max_data_sparsity)
         policy = BufferPolicy(int(config.buffer.period_s * 1e9), config.buffer.max_gap_periods, config.buffer.resize,
                               self.predictor.input_limits)
         buffer = RingBuffer(checkpoint.t_in, checkpoint.model.channels, config.buffer.grid, policy)
