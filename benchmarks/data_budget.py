@@ -19,9 +19,8 @@ import torch
 
 from dyna_stream.assets import BUNDLED_MODEL
 from dyna_stream.data.registry import get_dataset, load_parts
-from dyna_stream.data.windows import window_set
 from dyna_stream.evaluate.runner import Operating, WindowForecast, model_forecasts, score
-from dyna_stream.model.checkpoint import Checkpoint, load_checkpoint
+from dyna_stream.model.checkpoint import Checkpoint, checkpoint_windows, load_checkpoint
 
 SPLITS = (("radar-multi", "val"), ("radar-fmi", "test"), ("radar-knmi", "test"), ("radar-mrms", "test"))
 
@@ -44,9 +43,7 @@ def tracked(forecasts: Iterator[WindowForecast], shares: list[float], macs: list
 
 def run_split(checkpoint: Checkpoint, dataset: str, split: str, data_root: str) -> dict[str, dict]:
     spec = get_dataset(dataset)
-    windows = window_set(load_parts(dataset, split, data_root), t_in=checkpoint.t_in, t_out=checkpoint.t_out,
-                         normaliser=checkpoint.normaliser, fallback=spec.fallback,
-                         multiple=checkpoint.model.tile_size)
+    windows = checkpoint_windows(checkpoint, load_parts(dataset, split, data_root), spec)
     rows = {}
     for label, operating in operatings(checkpoint).items():
         shares, macs = [], []

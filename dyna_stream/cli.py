@@ -52,15 +52,19 @@ def _experiments_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="docs/experiments", help="folder for results.md, results.json, plots")
     parser.add_argument("--publish", help="also write the results into this Markdown file (e.g. docs/results.md)")
     parser.add_argument("--data-root", help="folder holding the data sets")
+    parser.add_argument("--datasets", nargs="+", metavar="NAME", help="run only these data sets of the suite "
+                        "(its studies on other data sets are left out)")
 
 
 @command("experiments", "train and evaluate a suite of experiments (the paper's tables) and write the results")(
     _experiments_args)
 def _experiments(args: argparse.Namespace) -> int:
     from .experiments.run import run_suite
-    from .experiments.suite import load_suite
+    from .experiments.suite import load_suite, restricted
 
     suite = load_suite(args.suite, args.overrides)
+    if args.datasets:
+        suite = restricted(suite, args.datasets)
     print(run_suite(suite, runs=Path(args.runs) / suite.name, out=args.out, data_root=args.data_root,
                     publish=args.publish, command="dyna-stream " + " ".join(sys.argv[1:]), progress=not args.quiet))
     return 0

@@ -71,6 +71,13 @@ class ModelConfig(_Strict):
         default_factory=CoarseConfig,
         description="a cheap dense forecaster at 1/factor resolution whose output pruned tiles take, on top of the "
                     "fallback; null: pruned tiles take the bare fallback (checkpoints older than this option)")
+    seasonal: bool = Field(
+        False, description="read the frames one period (the data set's periods: a day, a week) before each target "
+                           "as inputs besides the recent frames (ST-ResNet's period); needs a data set with periods")
+    fallback: str | None = Field(
+        None, pattern=r"^(persistence|advection|seasonal:\w+)$",
+        description="what pruned tiles start from (before the coarse path): null = the data set's (radar: advection, "
+                    "else persistence); seasonal:<period> = the frames one period before each target (needs seasonal)")
 
 
 DEVICE_FIELD = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",

@@ -41,8 +41,8 @@ def predict_file(checkpoint: str | Path, input_path: str | Path, *, out_dir: str
         raise DataError(f"--out {out_dir} is a file; name a folder (it is created if missing)")
     ckpt = load_checkpoint(checkpoint)
     series = load_path(input_path, variable, units=ckpt.normaliser.units, fill_value=ckpt.fill_value, layout=layout)
-    if len(series) < ckpt.t_in:
-        raise DataError(f"{input_path}: {len(series)} frames, the model needs the latest {ckpt.t_in}")
+    if len(series) < ckpt.input_frames:
+        raise DataError(f"{input_path}: {len(series)} frames, the model needs the latest {ckpt.input_frames}")
     try:
         ckpt.normaliser.check_channels(series.shape[1])
     except DataError as exc:
@@ -68,10 +68,11 @@ def predict_file(checkpoint: str | Path, input_path: str | Path, *, out_dir: str
                           engine=engine, device=device, input_pixel_km=pixel_km, data_budget=data_budget,
                           input_step_minutes=step_minutes if step_minutes is not None else series.step_minutes)
     data_sparsity, model_sparsity = predictor.data_sparsity, predictor.model_sparsity   # None: the model's point
+    history = series.slice(len(series) - ckpt.input_frames, len(series))   # a seasonal model reads one period back
     window = series.slice(len(series) - ckpt.t_in, len(series))
     last_time = "time unknown" if np.isnat(window.times[-1]) else f"{window.times[-1]} UTC"
     started = time.perf_counter()
-    result = predictor(window.values, window.valid)
+    result = predictor(history.values, history.valid)
     elapsed_ms = (time.perf_counter() - started) * 1e3
     covered = result.coverage.any() and result.kept_tiles[result.coverage].mean()
     step = f" × {ckpt.step_minutes:g} min" if ckpt.step_minutes else ""

@@ -11,9 +11,9 @@ import torch
 from .data.reflectivity import reflectivity_adapter
 from .data.registry import DATASETS
 from .data.regrid import GridAdapter, check_step, grid_factor
+from .data.seasonal import seasonal_frames, starting_forecast
 from .data.windows import model_input, pad_to_multiple
 from .errors import ConfigError, DataError
-from .extrapolation import get_extrapolator
 from .model.checkpoint import Checkpoint
 from .model.masks import ContentBudget
 from .model.operating_point import DATA_BUDGETS
@@ -124,7 +124,6 @@ class Predictor:
         self.model_sparsity = default[1] if model_sparsity is None else model_sparsity
         self.data_budget, self.max_data_sparsity = data_budget, max_data_sparsity
         spec = DATASETS.get(checkpoint.dataset)
-        self.extrapolate = get_extrapolator(spec.fallback if spec else "persistence")
         self.value_range = spec.value_range if spec else (None, None)
         self.checkpoint.model.eval()
 
@@ -191,18 +190,22 @@ class Predictor:
 
     @property
     def t_in(self) -> int:
-        return self.checkpoint.t_in
+        """Frames a call takes, the latest last: T_in, or a seasonal model's longest period."""
+        return self.checkpoint.input_frames
 
     @torch.no_grad()
     def __call__(self, frames: np.ndarray, valid: np.ndarray | None = None) -> Forecast:
-        """frames : (T_in, C, H, W) physical units; NaN (or ``valid`` False, same shape) marks cells
-        without a measurement: the model sees the fill value there, keeps no tile that holds only
-        such cells, and the forecast is NaN where any input frame had no measurement."""
+        """frames : (T, C, H, W) physical units, the latest ``t_in`` frames (T_in; a seasonal model:
+        its longest period, whose frames one period before each target it reads); NaN (or ``valid``
+        False, same shape) marks cells without a measurement: the model sees the fill value there,
+        keeps no tile that holds only such cells, and the forecast is NaN where any of the T_in
+        recent frames had no measurement."""
         ckpt = self.checkpoint
-        expected = (ckpt.t_in, ckpt.model.channels)
+        expected = (self.t_in, ckpt.model.channels)
         if frames.ndim != 4 or frames.shape[:2] != expected:
-            raise DataError(f"input window has shape {frames.shape}; this model needs (T_in={expected[0]}, "
-                            f"C={expected[1]}, H, W) — pass the latest {expected[0]} frames")
+            seasonal = f" (T_in {ckpt.t_in}; this seasonal model reads one period back)" if ckpt.seasonal_inputs else ""
+            raise DataError(f"input window has shape {frames.shape}; this model needs (T={expected[0]}, "
+                            f"C={expected[1]}, H, W) — pass the latest {expected[0]} frames{seasonal}")
         if np.isinf(frames).any():
             raise DataError("input window holds infinite values; mark cells without a measurement with NaN")
         measured = ~np.isnan(frames) if valid is None else np.asarray(valid, bool) & ~np.isnan(frames)
@@ -215,7 +218,7 @@ class Predictor:
         if min(size) < self.grid.factor:
             raise DataError(f"input grid {size} is smaller than one model pixel ({self.grid.factor} input pixels)")
         coarse = self._forecast(*self.grid.to_model(frames, measured))
-        fine_coverage = measured.all(axis=0).any(axis=0)
+        fine_coverage = measured[-ckpt.t_in:].all(axis=0).any(axis=0)
         coverage = self.grid.to_input(coarse.coverage, size) & fine_coverage
         forecast, fallback = (np.where(coverage, self.grid.to_input(a, size), np.float32(np.nan))
                               for a in (coarse.forecast, coarse.fallback))
@@ -223,19 +226,25 @@ class Predictor:
                         self.grid.to_input(coarse.kept_tiles, size), fallback, coarse.macs, coverage)
 
     def _forecast(self, frames: np.ndarray, measured: np.ndarray) -> Forecast:
-        """frames (T_in, C, H, W) on the model's grid, fill value where ``measured`` is False."""
+        """frames (T, C, H, W) on the model's grid (see :meth:`__call__`), fill value where
+        ``measured`` is False."""
         ckpt = self.checkpoint
-        fallback = self.extrapolate(frames, ckpt.t_out, ckpt.fill_value)
+        recent, measured = frames[-ckpt.t_in:], measured[-ckpt.t_in:]
+        fallback = starting_forecast(ckpt.fallback, frames, t_in=ckpt.t_in, t_out=ckpt.t_out,
+                                     fill_value=ckpt.fill_value, periods=ckpt.periods)
         multiple, fill = ckpt.model.tile_size, ckpt.fill_value
         coverage = pad_to_multiple(measured.all(axis=0).any(axis=0, keepdims=True), multiple, False)
-        return self.run_normalised(model_input(frames, ckpt.normaliser, multiple, fill),
+        if ckpt.seasonal_inputs:
+            seasonal = seasonal_frames(frames, len(frames), ckpt.t_out, ckpt.periods)
+            recent = np.concatenate([recent, seasonal.reshape(-1, *recent.shape[1:])])
+        return self.run_normalised(model_input(recent, ckpt.normaliser, multiple, fill),
                                    model_input(fallback, ckpt.normaliser, multiple, fill), frames.shape[-2:],
                                    torch.from_numpy(coverage))
 
     @torch.no_grad()
     def run_normalised(self, frames: torch.Tensor, fallback: torch.Tensor, size: tuple[int, int],
                        coverage: torch.Tensor | None = None) -> Forecast:
-        """Model inputs already normalised and padded, (T_in, C, Hp, Wp) and (T_out, C, Hp, Wp), and
+        """Model inputs already normalised and padded, (input_frames, C, Hp, Wp) and (T_out, C, Hp, Wp), and
         the coverage (1, Hp, Wp) bool (None: everything measured); ``size`` = the unpadded (H, W) the
         outputs are cropped to; every output is in physical units, NaN outside coverage."""
         ckpt = self.checkpoint

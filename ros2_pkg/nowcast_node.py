@@ -175,7 +175,7 @@ class NowcastNode(LifecycleNode):
         grid = (self.param("grid_height"), self.param("grid_width"))
         policy = BufferPolicy(int(self.param("frame_period_s") * 1e9), self.param("max_gap_periods"),
                               self.param("resize"), predictor.input_limits)
-        buffer = RingBuffer(checkpoint.t_in, checkpoint.model.channels, grid if all(grid) else None, policy)
+        buffer = RingBuffer(checkpoint.input_frames, checkpoint.model.channels, grid if all(grid) else None, policy)
         return Runtime(ControlledPredictor(predictor, controller, meter), controller, buffer,
                        InputScaling(self.param("input_scale"), self.param("input_offset")),
                        checkpoint.normaliser.units, meter)

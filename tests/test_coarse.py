@@ -66,7 +66,7 @@ def test_macs_count_the_coarse_path_in_both_engines(backbone):
 def _dense_macs(model: DynaPruner, height: int, width: int) -> float:
     ctx = MaskContext()
     with torch.no_grad():
-        model.backbone(torch.zeros(1, (model.t_in + model.t_out) * model.channels, height, width), ctx)
+        model.backbone(torch.zeros(1, (model.input_frames + model.t_out) * model.channels, height, width), ctx)
     return float(model.backbone.macs(ctx, 1, torch.device("cpu"))[0])
 
 
@@ -79,7 +79,7 @@ def test_the_coarse_path_costs_under_a_tenth_of_dense_in_every_shipped_setup():
         for backbone in lab.suite.backbones:
             setups.append((lab.config(dataset, backbone, "dyna").model, DATASETS[dataset], channels, crop))
     for config, spec, channels, crop in setups:
-        model = build_model(config, t_in=spec.t_in, t_out=spec.t_out, channels=channels)
+        model = build_model(config, t_in=spec.t_in, t_out=spec.t_out, channels=channels, periods=spec.periods)
         share = model.coarse_macs(crop, crop) / _dense_macs(model, crop, crop)
         assert share <= 0.10, (spec.name, config.backbone, share)
 

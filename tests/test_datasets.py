@@ -8,20 +8,24 @@ from dyna_stream.data.registry import DATASETS, get_dataset, load_path, load_spl
 from dyna_stream.errors import DataError
 
 
-def test_taxi_splits_form_one_contiguous_series(data_root):
+def test_taxi_splits_form_one_contiguous_series_with_a_week_of_history(data_root):
     parts = [load_split("taxi-nyc", split, data_root) for split in ("train", "val", "test")]
-    assert [len(p) for p in parts] == [2784, 672, 864]
+    assert [len(p) - p.context_frames for p in parts] == [2784, 672, 864]
+    assert [p.context_frames for p in parts] == [0, 336, 336]      # a week before val and test: inputs only
     assert parts[0].shape[1:] == (2, 16, 12)
-    assert parts[1].times[0] - parts[0].times[-1] == np.timedelta64(30, "m")
+    assert parts[1].times[336] - parts[0].times[-1] == np.timedelta64(30, "m")
+    assert np.array_equal(parts[1].values[:336], parts[0].values[-336:])
+    assert np.array_equal(parts[2].values[:336], parts[1].values[-336:])
     assert parts[2].times[-1] == np.datetime64("2016-03-30T23:30")
     assert parts[0].values.max() == pytest.approx(1518.0)
 
 
 def test_era5_splits_by_day_in_kelvin(data_root):
     train, val, test = (load_split("era5-t2m", split, data_root) for split in ("train", "val", "test"))
-    assert (len(train), len(val), len(test)) == (21 * 24, 4 * 24, 6 * 24)
+    assert [len(s) - s.context_frames for s in (train, val, test)] == [21 * 24, 4 * 24, 6 * 24]
+    assert (val.context_frames, test.context_frames) == (24, 24)       # a day of history
     assert train.shape[1:] == (1, 33, 49) and train.units == "K"
-    assert str(val.times[0]) == "2019-03-22T00:00"
+    assert str(val.times[0]) == "2019-03-21T00:00" and str(val.times[24]) == "2019-03-22T00:00"
     assert 265 < test.values.min() and test.values.max() < 292
 
 

@@ -13,7 +13,7 @@ from dyna_stream.data.normalise import Normaliser
 from dyna_stream.errors import ConfigError
 from dyna_stream.experiments.lab import Lab, Trained
 from dyna_stream.experiments.run import BEGIN, END, run_suite
-from dyna_stream.experiments.suite import bundled_suites, load_suite
+from dyna_stream.experiments.suite import bundled_suites, load_suite, restricted
 from dyna_stream.experiments.tables import table_point
 from dyna_stream.model.checkpoint import Checkpoint
 from dyna_stream.model.operating_point import DefaultPoint
@@ -145,3 +145,13 @@ def test_cli_refuses_a_bad_suite_naming_the_key(tmp_path, caplog):
     assert main(["-q", "experiments", "--suite", str(bad), "--runs", str(tmp_path / "runs")]) == 2
     assert "datasets" in caplog.text and "unknown data set(s) ['radar']" in caplog.text
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_suite_runs_on_some_of_its_data_sets_without_the_studies_elsewhere():
+    paper = load_suite("paper")
+    periodic = restricted(paper, ["taxi-nyc", "era5-t2m"])
+    assert list(periodic.datasets) == ["taxi-nyc", "era5-t2m"] and set(periodic.backbones) == set(paper.backbones)
+    assert periodic.sensitivity is None and periodic.ablation is None
+    assert restricted(paper, ["radar-fmi"]).ablation == paper.ablation
+    with pytest.raises(ConfigError, match="no data set radar-knmi"):
+        restricted(paper, ["radar-knmi"])

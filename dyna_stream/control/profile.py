@@ -15,7 +15,7 @@ import torch
 
 from ..assets import BUNDLED_SAMPLE
 from ..atomic import write_text
-from ..data.registry import DATASETS, load_parts, load_path
+from ..data.registry import load_parts, load_path
 from ..data.series import Series
 from ..data.windows import WindowDataset
 from ..errors import DynaStreamError
@@ -46,11 +46,13 @@ def machine_key(checkpoint_path: str | Path, predictor: Predictor) -> str:
 
 
 def scored_windows(checkpoint: Checkpoint, series: Series) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """(frames, target, valid) of every window of ``series`` under the checkpoint's window shape."""
-    spec = DATASETS.get(checkpoint.dataset)
+    """(frames, target, valid) of every window of ``series`` under the checkpoint's window shape;
+    frames = the latest ``input_frames`` (a seasonal model's history included)."""
     windows = WindowDataset(series, t_in=checkpoint.t_in, t_out=checkpoint.t_out, normaliser=checkpoint.normaliser,
-                            fallback=spec.fallback if spec else "persistence", multiple=checkpoint.model.tile_size)
-    return [(w["frames"], w["target"], w["valid"]) for w in map(windows.physical, range(len(windows)))]
+                            fallback=checkpoint.fallback, multiple=checkpoint.model.tile_size,
+                            periods=checkpoint.periods)
+    return [(windows.history(i, checkpoint.input_frames), w["target"], w["valid"])
+            for i, w in ((i, windows.physical(i)) for i in range(len(windows)))]
 
 
 def profile_inputs(checkpoint: Checkpoint, data_root: str | Path | None = None
@@ -69,7 +71,7 @@ def profile_inputs(checkpoint: Checkpoint, data_root: str | Path | None = None
                  checkpoint.dataset)
         parts = [load_path(BUNDLED_SAMPLE)]
     windows = [window for series in parts for window in scored_windows(checkpoint, series)]
-    return parts[0].values[-checkpoint.t_in:], windows
+    return parts[0].values[-checkpoint.input_frames:], windows
 
 
 def _window_error(predictor: Predictor, windows: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> float:

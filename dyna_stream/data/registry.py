@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from . import era5, radar_fmi, radar_sets, taxi_nyc
+from .seasonal import Periods, longest, with_history
 from .series import Series
 from .user_files import SPLITS, FileSource, load_path
 
@@ -26,7 +27,9 @@ class DatasetSpec:
     (None: unbounded on that side). ``load_split`` returns one series or, for data sets made of
     several sources or regions, a list of them. ``pixel_km`` and ``step_minutes``: the grid's pixel
     size and time step (None: not a map, or not known). ``source``: a user's file, split in time
-    (then ``folder`` and ``load_split`` are not used).
+    (then ``folder`` and ``load_split`` are not used). ``periods``: (name, frames) of the data's
+    cycles (a day, a week): seasonal inputs and baselines read the frames one period before each
+    target, and every split after the first carries the longest period of history before it.
     """
 
     name: str
@@ -40,6 +43,7 @@ class DatasetSpec:
     pixel_km: float | None = None
     step_minutes: float | None = None
     source: FileSource | None = None
+    periods: Periods = ()
 
 
 RADAR_THRESHOLDS = (20.0, 30.0, 40.0)          # dBZ: CSI thresholds (moderate, heavy, very heavy rain)
@@ -52,8 +56,10 @@ DATASETS: dict[str, DatasetSpec] = {
                                          ("radar-knmi", "radar_knmi", radar_sets.knmi_split),
                                          ("radar-mrms", "radar_mrms", radar_sets.mrms_split),
                                          ("radar-multi", ".", radar_sets.multi_split))),
-        DatasetSpec("taxi-nyc", "nyc_taxi_flow", 4, 4, "persistence", (), taxi_nyc.load_split, (0.0, None)),
-        DatasetSpec("era5-t2m", "era5_t2m_uk", 12, 12, "persistence", (), era5.load_split),
+        DatasetSpec("taxi-nyc", "nyc_taxi_flow", 4, 4, "persistence", (), taxi_nyc.load_split, (0.0, None),
+                    periods=(("day", 48), ("week", 336))),
+        DatasetSpec("era5-t2m", "era5_t2m_uk", 12, 12, "persistence", (), era5.load_split,
+                    periods=(("day", 24),)),
     )
 }
 
@@ -124,5 +130,15 @@ def load_parts(name: str, split: str, root: str | Path | None = None) -> list[Se
     if not folder.is_dir():
         raise DataError(f"{name}: folder {folder} not found; pass --data-root (or set ${DEFAULT_ROOT_ENV}) "
                         f"to the folder that holds {spec.folder}/")
-    loaded = spec.load_split(folder, split)
+    parts = _as_list(spec.load_split(folder, split))
+    if spec.periods and split != SPLITS[0]:
+        if len(parts) != 1:
+            raise DataError(f"{name}: seasonal history is defined for one-part data sets, not {len(parts)} parts")
+        earlier = [part for before in SPLITS[:SPLITS.index(split)]
+                   for part in _as_list(spec.load_split(folder, before))]
+        parts = [with_history(parts[0], earlier, longest(spec.periods))]
+    return parts
+
+
+def _as_list(loaded: Series | list[Series]) -> list[Series]:
     return list(loaded) if isinstance(loaded, list | tuple) else [loaded]

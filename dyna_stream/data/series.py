@@ -23,6 +23,8 @@ class Series:
     name : str, short description for reports.
     pixel_km : float or None, the grid's pixel size in km (None: unknown, e.g. a bare array).
     step_minutes : float or None, minutes between frames (None: unknown).
+    context_frames : int, how many leading frames are history from before this split (what a
+        seasonal input or baseline reads one period back): inputs only, never a window's target.
     """
 
     values: np.ndarray
@@ -33,6 +35,7 @@ class Series:
     name: str
     pixel_km: float | None = None
     step_minutes: float | None = None
+    context_frames: int = 0
 
     def __post_init__(self) -> None:
         if self.values.ndim != 4:
@@ -50,9 +53,10 @@ class Series:
         return self.values.shape[0]
 
     def slice(self, start: int, stop: int) -> Series:
-        """Frames ``start:stop`` as a new series (views, no copy)."""
+        """Frames ``start:stop`` as a new series (views, no copy); the history frames it keeps stay history."""
+        start, stop, _ = slice(start, stop).indices(len(self))
         return replace(self, values=self.values[start:stop], valid=self.valid[start:stop],
-                       times=self.times[start:stop])
+                       times=self.times[start:stop], context_frames=max(0, min(self.context_frames, stop) - start))
 
 
 def from_array(values: np.ndarray, *, units: str, name: str, fill_value: float = 0.0,

@@ -9,8 +9,8 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import DataError
-from ..extrapolation import get_extrapolator
 from .normalise import Normaliser
+from .seasonal import Periods, longest, seasonal_frames, starting_forecast
 from .series import Series
 
 
@@ -43,41 +43,71 @@ class WindowDataset(Dataset):
 
     Each item is a dict of float32 tensors, normalised, padded bottom/right to a multiple of
     ``multiple`` (pad = the series' fill value, never scored):
-      frames (T_in, C, Hp, Wp), fallback (T_out, C, Hp, Wp), target (T_out, C, Hp, Wp),
+      frames (T_in [+ P·T_out], C, Hp, Wp), fallback (T_out, C, Hp, Wp), target (T_out, C, Hp, Wp),
       valid (T_out, C, Hp, Wp) bool — where the truth and all T_in inputs are valid (DESIGN §7),
       coverage (1, Hp, Wp) bool — where every input frame has a measurement (in any channel).
     The fallback forecast is computed once per window, in physical units, then normalised.
+
+    ``periods`` (name, frames) of periodic data: :meth:`physical` adds ``seasonal`` (P, T_out, C,
+    H, W), the frames one period before each target; with ``seasonal_inputs`` the items' frames
+    carry them after the T_in recent frames (the model reads them). Windows start where the
+    series' history (``context_frames``) ends and where every seasonal frame exists.
     """
 
     def __init__(self, series: Series, *, t_in: int, t_out: int, normaliser: Normaliser, fallback: str,
-                 multiple: int) -> None:
-        if len(series) < t_in + t_out:
-            raise DataError(f"{series.name}: {len(series)} frames cannot make one {t_in}→{t_out} window; "
-                            f"it needs at least {t_in + t_out}")
+                 multiple: int, periods: Periods = (), seasonal_inputs: bool = False) -> None:
+        if seasonal_inputs and not periods:
+            raise DataError(f"{series.name}: seasonal inputs need the data set's periods; it declares none")
+        if any(frames < t_out for _, frames in periods):
+            raise DataError(f"periods {dict(periods)} must each be at least the {t_out} forecast frames long")
+        self.first = max(series.context_frames, longest(periods) - t_in)
+        if len(series) - self.first < t_in + t_out:
+            raise DataError(f"{series.name}: {len(series) - self.first} frames cannot make one {t_in}→{t_out} "
+                            f"window; it needs at least {t_in + t_out}"
+                            + (f" after {self.first} frames of seasonal history" if self.first else ""))
         normaliser.check_channels(series.shape[1])
         self.series, self.t_in, self.t_out, self.normaliser = series, t_in, t_out, normaliser
+        self.periods, self.seasonal_inputs = tuple(periods), seasonal_inputs
         self.height, self.width = series.shape[2:]
         self.multiple = multiple
-        extrapolate = get_extrapolator(fallback)
-        self.fallbacks = np.stack([extrapolate(self._inputs(i), t_out, series.fill_value) for i in range(len(self))])
+        self.fallbacks = np.stack([starting_forecast(fallback, series.values[:self.start(i) + t_in], t_in=t_in,
+                                                     t_out=t_out, fill_value=series.fill_value, periods=self.periods)
+                                   for i in range(len(self))])
 
     def __len__(self) -> int:
-        return len(self.series) - self.t_in - self.t_out + 1
+        return len(self.series) - self.first - self.t_in - self.t_out + 1
+
+    def start(self, index: int) -> int:
+        """The series frame where window ``index``'s inputs begin."""
+        return self.first + index
 
     def _inputs(self, index: int) -> np.ndarray:
-        return self.series.values[index:index + self.t_in]
+        return self.series.values[self.start(index):self.start(index) + self.t_in]
+
+    def history(self, index: int, frames: int) -> np.ndarray:
+        """The ``frames`` series frames up to window ``index``'s last input (T, C, H, W): what a live
+        forecaster holds when it makes this window's forecast."""
+        stop = self.start(index) + self.t_in
+        if frames > stop:
+            raise DataError(f"window {index} has {stop} frames of history, not {frames}")
+        return self.series.values[stop - frames:stop]
 
     def physical(self, index: int) -> dict[str, np.ndarray]:
-        """Unpadded physical-unit arrays of window ``index``: frames, fallback, target, valid, coverage."""
+        """Unpadded physical-unit arrays of window ``index``: frames, fallback, target, valid, coverage
+        (and seasonal, for periodic data)."""
         if not 0 <= index < len(self):
             raise IndexError(index)
-        start, split = index, index + self.t_in
+        start = self.start(index)
+        split = start + self.t_in
         series = self.series
         inputs_valid = series.valid[start:split].all(axis=0)
         valid = series.valid[split:split + self.t_out] & inputs_valid[None]
-        return {"frames": self._inputs(index), "fallback": self.fallbacks[index],
-                "target": series.values[split:split + self.t_out], "valid": valid,
-                "coverage": inputs_valid.any(axis=0, keepdims=True)}
+        window = {"frames": self._inputs(index), "fallback": self.fallbacks[index],
+                  "target": series.values[split:split + self.t_out], "valid": valid,
+                  "coverage": inputs_valid.any(axis=0, keepdims=True)}
+        if self.periods:
+            window["seasonal"] = seasonal_frames(series.values, split, self.t_out, self.periods)
+        return window
 
     @property
     def fill_value(self) -> float:
@@ -114,6 +144,9 @@ class WindowDataset(Dataset):
         def cut(array: np.ndarray, value: float | bool) -> np.ndarray:
             return pad_to(array[..., top:top + height, left:left + width], height, width, value)
 
+        if self.seasonal_inputs:
+            seasonal = window["seasonal"].reshape(-1, *window["frames"].shape[1:])     # (P·T_out, C, H, W)
+            window["frames"] = np.concatenate([window["frames"], seasonal])
         item = {key: torch.from_numpy(self.normaliser.forward(cut(window[key], fill)))
                 for key in ("frames", "fallback", "target")}
         item["valid"] = torch.from_numpy(cut(window["valid"], False))
@@ -159,13 +192,16 @@ class ConcatWindows(Dataset):
             raise DataError("a window set needs at least one series")
         first = parts[0]
         for part in parts[1:]:
-            same = (part.t_in, part.t_out, part.multiple, part.fill_value, part.normaliser, part.channels)
-            if same != (first.t_in, first.t_out, first.multiple, first.fill_value, first.normaliser, first.channels):
+            same = (part.t_in, part.t_out, part.multiple, part.fill_value, part.normaliser, part.channels,
+                    part.periods, part.seasonal_inputs)
+            if same != (first.t_in, first.t_out, first.multiple, first.fill_value, first.normaliser, first.channels,
+                        first.periods, first.seasonal_inputs):
                 raise DataError(f"{part.series.name}: windows differ from {first.series.name}'s in shape, tiles, "
                                 "fill value or normalisation; they cannot be trained on together")
         self._parts = list(parts)
         self.t_in, self.t_out, self.multiple = first.t_in, first.t_out, first.multiple
         self.normaliser, self.fill_value, self.channels = first.normaliser, first.fill_value, first.channels
+        self.periods, self.seasonal_inputs = first.periods, first.seasonal_inputs
         self.offsets = np.cumsum([0] + [len(part) for part in parts])
 
     @property
@@ -199,9 +235,10 @@ class ConcatWindows(Dataset):
 
 
 def window_set(series: list[Series], *, t_in: int, t_out: int, normaliser: Normaliser, fallback: str,
-               multiple: int) -> WindowDataset | ConcatWindows:
+               multiple: int, periods: Periods = (), seasonal_inputs: bool = False) -> WindowDataset | ConcatWindows:
     """The windows of one series (a :class:`WindowDataset`) or of several (a :class:`ConcatWindows`)."""
-    parts = [WindowDataset(s, t_in=t_in, t_out=t_out, normaliser=normaliser, fallback=fallback, multiple=multiple)
+    parts = [WindowDataset(s, t_in=t_in, t_out=t_out, normaliser=normaliser, fallback=fallback, multiple=multiple,
+                           periods=periods, seasonal_inputs=seasonal_inputs)
              for s in series]
     return parts[0] if len(parts) == 1 else ConcatWindows(parts)
 

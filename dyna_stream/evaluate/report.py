@@ -12,11 +12,12 @@ import numpy as np
 from .. import __version__
 from ..atomic import write_text
 from ..data.registry import DatasetSpec
+from ..data.seasonal import Periods
 from ..data.series import Series
-from ..data.windows import ConcatWindows, WindowDataset, window_set
-from ..model.checkpoint import Checkpoint
+from ..data.windows import ConcatWindows, WindowDataset
+from ..model.checkpoint import Checkpoint, checkpoint_windows
 from .figures import importance_figure
-from .runner import Operating, extrapolation_forecasts, model_forecasts, score
+from .runner import SEASONAL, Operating, baseline_forecasts, model_forecasts, score
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +34,11 @@ class Entry:
 
 def standard_entries(dyna: Checkpoint, *, dense: Checkpoint | None = None, mp: Checkpoint | None = None,
                      sparsities: tuple[float, ...] = (0.5, 0.7, 0.9), budget: float = 0.7,
-                     engine: str = "auto", device: str = "auto") -> list[Entry]:
-    """Persistence, advection, dense, MP, random and Dyna-Pruner rows (DESIGN §2 baselines)."""
-    entries = [Entry("persistence", "persistence"), Entry("optical-flow advection", "advection")]
+                     engine: str = "auto", device: str = "auto", periods: Periods = ()) -> list[Entry]:
+    """Persistence, advection, the seasonal copies (one per period of the data set: the same time
+    a day or a week before), dense, MP, random and Dyna-Pruner rows (DESIGN §2 baselines)."""
+    entries = [Entry("persistence", "persistence"), Entry("optical-flow advection", "advection"),
+               *(Entry(f"seasonal copy (a {name} before)", f"{SEASONAL}{name}") for name, _ in periods)]
     run = {"engine": engine, "device": device}
     if dense is not None:
         entries.append(Entry("dense SimVP", "model", dense, Operating("dense", **run)))
@@ -64,10 +67,9 @@ def cached_windows(spec: DatasetSpec, series: Series | list[Series], checkpoint:
     them (its normalisation and tile padding), built once per normalisation, tile size and series."""
     parts = as_parts(series)
     key = (json.dumps(checkpoint.normaliser.to_dict(), sort_keys=True), checkpoint.model.tile_size,
-           tuple(id(part) for part in parts))
+           checkpoint.seasonal_inputs, checkpoint.fallback, tuple(id(part) for part in parts))
     if key not in cache:
-        cache[key] = window_set(parts, t_in=spec.t_in, t_out=spec.t_out, normaliser=checkpoint.normaliser,
-                                fallback=spec.fallback, multiple=checkpoint.model.tile_size)
+        cache[key] = checkpoint_windows(checkpoint, parts, spec)
     return cache[key]
 
 
@@ -82,7 +84,7 @@ def evaluate_entries(spec: DatasetSpec, series: Series | list[Series], entries: 
             if reference is None:
                 raise ValueError("a report needs at least one model checkpoint")
             windows = cached_windows(spec, series, reference, cache)
-            forecasts = extrapolation_forecasts(windows, entry.method)
+            forecasts = baseline_forecasts(windows, entry.method)
         else:
             windows = cached_windows(spec, series, entry.checkpoint, cache)
             forecasts = model_forecasts(entry.checkpoint, windows, entry.operating)
@@ -101,8 +103,7 @@ def importance_panel(spec: DatasetSpec, series: Series | list[Series], checkpoin
     """Fig. 3 analogue for the test window with the largest future change (of the first part of a
     multi-source split); returns its index."""
     series = as_parts(series)[0]
-    windows = WindowDataset(series, t_in=spec.t_in, t_out=spec.t_out, normaliser=checkpoint.normaliser,
-                            fallback=spec.fallback, multiple=checkpoint.model.tile_size)
+    windows = checkpoint_windows(checkpoint, [series], spec)
     changes = []
     for index in range(len(windows)):
         window = windows.physical(index)
@@ -112,7 +113,8 @@ def importance_panel(spec: DatasetSpec, series: Series | list[Series], checkpoin
     item = next(model_forecasts(checkpoint, windows, Operating("dyna", sparsity, sparsity), indices=[best]))
     importance_figure(windows.physical(best)["frames"][-1, 0], item.importance, changes[best], item.kept_tiles,
                       path, units=series.units,
-                      title=f"{series.name}, window {best} (last input {series.times[best + spec.t_in - 1]} UTC), "
+                      title=f"{series.name}, window {best} (last input "
+                            f"{series.times[windows.start(best) + spec.t_in - 1]} UTC), "
                             f"sd=sw={sparsity:g}")
     return best
 

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..data.seasonal import SEASONAL
 from ..data.windows import ConcatWindows, WindowDataset, pad_to_multiple
+from ..errors import DataError
 from ..extrapolation import get_extrapolator
 from ..model.checkpoint import Checkpoint
 from ..predictor import Predictor
@@ -80,6 +82,24 @@ def extrapolation_forecasts(windows: WindowDataset | ConcatWindows, name: str) -
     for index in range(len(windows)):
         window = windows.physical(index)
         yield WindowForecast(index, extrapolate(window["frames"], windows.t_out, windows.fill_value))
+
+
+def seasonal_forecasts(windows: WindowDataset | ConcatWindows, period: str) -> Iterator[WindowForecast]:
+    """The seasonal copy: each target's frame one ``period`` (a name of the windows' periods) before."""
+    names = [name for name, _ in windows.periods]
+    if period not in names:
+        raise DataError(f"no period {period!r} in this data set (it has {names or 'none'})")
+    row = names.index(period)
+    for index in range(len(windows)):
+        yield WindowForecast(index, windows.physical(index)["seasonal"][row])
+
+
+def baseline_forecasts(windows: WindowDataset | ConcatWindows, method: str) -> Iterator[WindowForecast]:
+    """A classical forecast of every window: an extrapolation ("persistence", "advection") or a
+    seasonal copy ("seasonal:day", "seasonal:week")."""
+    if method.startswith(SEASONAL):
+        return seasonal_forecasts(windows, method.removeprefix(SEASONAL))
+    return extrapolation_forecasts(windows, method)
 
 
 def score(windows: WindowDataset | ConcatWindows, forecasts: Iterator[WindowForecast], *, thresholds: tuple[float, ...],

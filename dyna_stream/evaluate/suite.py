@@ -43,7 +43,7 @@ def run_evaluation(checkpoint: str | Path, *, dense: str | Path | None = None, m
         raise DataError(f"{spec.name} is in {series[0].units}; the checkpoint was trained on {dyna.normaliser.units}")
     entries = standard_entries(dyna, dense=loaded.get("dense"), mp=loaded.get("MP"), sparsities=sparsities,
                                budget=0.7 if 0.7 in sparsities else sparsities[len(sparsities) // 2], engine=engine,
-                               device=device)
+                               device=device, periods=spec.periods)
     rows = evaluate_entries(spec, series, entries)
     out_dir = Path(out_dir)
     middle = sparsities[len(sparsities) // 2]

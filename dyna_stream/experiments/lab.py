@@ -16,7 +16,7 @@ from ..data.registry import get_dataset, load_split
 from ..data.series import Series
 from ..data.windows import WindowDataset
 from ..evaluate.report import cached_windows
-from ..evaluate.runner import Operating, model_forecasts, score
+from ..evaluate.runner import Operating, baseline_forecasts, model_forecasts, score
 from ..evaluate.timing import Latency, batch1_latency
 from ..model.checkpoint import Checkpoint, load_checkpoint
 from ..predictor import Predictor
@@ -94,7 +94,8 @@ class Lab:
         if dataset not in self._series:
             series = load_split(dataset, "test", self.data_root)
             frames = self.suite.datasets[dataset].test_frames
-            self._series[dataset] = series.slice(0, min(frames, len(series))) if frames else series
+            limited = frames and series.slice(0, min(series.context_frames + frames, len(series)))   # history stays
+            self._series[dataset] = limited or series
         return self._series[dataset]
 
     def windows(self, dataset: str, checkpoint: Checkpoint) -> WindowDataset:
@@ -113,6 +114,15 @@ class Lab:
             latency = self.latency(windows, checkpoint, operating)
             row.update(latency_ms=latency.median_ms, latency_p95_ms=latency.p95_ms)
         return row
+
+    def baseline(self, dataset: str, method: str, like: Checkpoint) -> dict:
+        """Test MSE/MAE of a classical forecast (persistence, advection, a seasonal copy) on the
+        windows ``like`` is scored on."""
+        spec = get_dataset(dataset)
+        windows = self.windows(dataset, like)
+        metrics = score(windows, baseline_forecasts(windows, method), thresholds=spec.csi_thresholds,
+                        data_range=windows.normaliser.data_range)
+        return {"mse": metrics["mse_mean"], "mae": metrics["mae_mean"]}
 
     def latency(self, windows: WindowDataset, checkpoint: Checkpoint, operating: Operating) -> Latency:
         predictor = Predictor(checkpoint, data_sparsity=operating.data_sparsity,

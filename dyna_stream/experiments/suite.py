@@ -105,3 +105,15 @@ def load_suite(name_or_path: str | Path, overrides: list[str] | tuple[str, ...] 
             raise ConfigError(f"suite {str(name_or_path)!r} is neither a file nor a bundled suite "
                               f"({', '.join(bundled_suites())})")
     return load_config(path, overrides, schema=Suite)
+
+
+def restricted(suite: Suite, datasets: list[str]) -> Suite:
+    """``suite`` on ``datasets`` only (names it plans); its studies on other data sets are dropped."""
+    unknown = sorted(set(datasets) - set(suite.datasets))
+    if unknown:
+        raise ConfigError(f"suite {suite.name} has no data set {', '.join(unknown)}; "
+                          f"it runs {', '.join(suite.datasets)}")
+    kept = {name: plan for name, plan in suite.datasets.items() if name in datasets}
+    studies = {label: study if study is not None and study.dataset in kept else None
+               for label, study in (("sensitivity", suite.sensitivity), ("ablation", suite.ablation))}
+    return suite.model_copy(update={"datasets": kept, **studies})

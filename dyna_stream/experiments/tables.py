@@ -2,7 +2,8 @@
 
 Table I    every backbone × data set: dense, MP (L1, same executed MACs), random and Dyna-Pruner at
            the Dyna-Pruner checkpoint's default point sd = sw (chosen on validation; else the
-           suite's point), plus Dyna-Pruner at the Pareto points.
+           suite's point), plus Dyna-Pruner at the Pareto points, and the classical baselines
+           (persistence, the fallback, the seasonal copies of periodic data).
 Table II   robustness: Gaussian input noise and mask failures, dense vs random vs Dyna-Pruner.
 Table III  sensitivity over (sd, sw): the any-sparsity checkpoint vs one trained at each fixed point.
 Table IV   ablation: data mask only, model mask only, independent masks (no shared S), full.
@@ -12,10 +13,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 
-from ..evaluate.runner import Operating
+from ..data.registry import get_dataset
+from ..evaluate.runner import SEASONAL, Operating
+from ..model.checkpoint import Checkpoint
 from .lab import Lab, Trained
 
 log = logging.getLogger(__name__)
+EXTRAPOLATION_LABELS = {"persistence": "persistence", "advection": "optical-flow advection"}
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,16 @@ def main_table(lab: Lab, combo: Combo, models: ComboModels) -> dict:
     pareto = [{"kind": "dyna", "label": f"Dyna-Pruner sd=sw={s:g}",
                **lab.measure(combo.dataset, models.dyna, Operating("dyna", s, s))}
               for s in lab.suite.pareto_points if s != point]
-    return {"dataset": combo.dataset, "backbone": combo.backbone, "point": point, "rows": rows, "pareto": pareto}
+    return {"dataset": combo.dataset, "backbone": combo.backbone, "point": point, "rows": rows, "pareto": pareto,
+            "baselines": baselines(lab, combo.dataset, models.dense.checkpoint)}
+
+
+def baselines(lab: Lab, dataset: str, like: Checkpoint) -> list[dict]:
+    """Persistence, the data set's fallback when it differs, and its seasonal copies on the test split."""
+    spec = get_dataset(dataset)
+    methods = [(name, EXTRAPOLATION_LABELS[name]) for name in dict.fromkeys(("persistence", spec.fallback))]
+    methods += [(f"{SEASONAL}{name}", f"seasonal copy (a {name} before)") for name, _ in spec.periods]
+    return [{"method": method, "label": label, **lab.baseline(dataset, method, like)} for method, label in methods]
 
 
 def robustness_table(lab: Lab, combo: Combo, models: ComboModels) -> dict:

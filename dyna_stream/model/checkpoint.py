@@ -15,9 +15,11 @@ from .. import __version__
 from ..atomic import write_with
 from ..config import ModelConfig, RunConfig
 from ..data.normalise import Normaliser
-from ..data.registry import DATASETS, dataset_for, get_dataset, load_parts
+from ..data.registry import DATASETS, DatasetSpec, dataset_for, get_dataset, load_parts
+from ..data.seasonal import SEASONAL, Periods, longest
+from ..data.series import Series
 from ..data.windows import ConcatWindows, WindowDataset, window_set
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from .dynapruner import DynaPruner
 from .norm import NormLevels
 from .operating_point import FALLBACK_POINT, DefaultPoint
@@ -44,6 +46,23 @@ class Checkpoint:
     pixel_km: float | None = None          # the grid it was trained at (None: not a map, or unknown)
     step_minutes: float | None = None      # minutes between its frames (None: unknown)
     default_point: DefaultPoint | None = None   # chosen on validation (None: written before it was recorded)
+    periods: Periods = ()                  # its data set's (name, frames) cycles when it was trained
+
+    @property
+    def seasonal_inputs(self) -> bool:
+        """Whether the model reads the frames one period before each target (ST-ResNet's period)."""
+        return self.config.model.seasonal
+
+    @property
+    def fallback(self) -> str:
+        """What pruned tiles start from: the model's own choice, else its data set's."""
+        return fallback_name(self.config.model, DATASETS.get(self.dataset))
+
+    @property
+    def input_frames(self) -> int:
+        """Frames a forecast needs, the latest last: T_in, or for a seasonal model the longest
+        period (its seasonal frames lie that far back)."""
+        return max(self.t_in, longest(self.periods)) if self.seasonal_inputs else self.t_in
 
     @property
     def operating_point(self) -> tuple[float, float]:
@@ -53,8 +72,23 @@ class Checkpoint:
         return self.default_point.data_sparsity, self.default_point.model_sparsity
 
 
-def build_model(config: ModelConfig, *, t_in: int, t_out: int, channels: int) -> DynaPruner:
+def fallback_name(config: ModelConfig, spec: DatasetSpec | None) -> str:
+    """The forecast pruned tiles start from: ``model.fallback``, else the data set's (else persistence)."""
+    return config.fallback or (spec.fallback if spec is not None else "persistence")
+
+
+def build_model(config: ModelConfig, *, t_in: int, t_out: int, channels: int, periods: Periods = ()) -> DynaPruner:
+    """The model ``config`` describes for windows of T_in → T_out frames of ``channels``; a seasonal
+    model reads the frames one period of ``periods`` (its data set's) before each target too."""
+    if config.seasonal and not periods:
+        raise ConfigError("model.seasonal needs a data set with periods (taxi-nyc: day and week; era5-t2m: day)")
+    if (config.fallback or "").startswith(SEASONAL):
+        if not config.seasonal:
+            raise ConfigError(f"model.fallback={config.fallback} reads one period back: set model.seasonal=true too")
+        if config.fallback.removeprefix(SEASONAL) not in dict(periods):
+            raise ConfigError(f"model.fallback={config.fallback}: the data set's periods are {dict(periods)}")
     return DynaPruner(backbone=config.backbone, t_in=t_in, t_out=t_out, channels=channels,
+                      seasonal_frames=len(periods) * t_out if config.seasonal else 0,
                       backbone_kwargs=config.backbone_kwargs, generator_hidden=config.generator_hidden,
                       generator_reduction=config.generator_reduction, gate_mode=config.gate_mode,
                       unit_pooling=config.unit_pooling, norm_statistics=config.norm_statistics,
@@ -68,8 +102,17 @@ def split_windows(checkpoint: Checkpoint, split: str, data_root: str | Path | No
     own normalisation, window and tile padding (``data_root`` None: the one it was trained with)."""
     spec = get_dataset(checkpoint.dataset)
     root = data_root if data_root is not None else checkpoint.config.data.root
-    return window_set(load_parts(spec.name, split, root), t_in=checkpoint.t_in, t_out=checkpoint.t_out,
-                      normaliser=checkpoint.normaliser, fallback=spec.fallback, multiple=checkpoint.model.tile_size)
+    return checkpoint_windows(checkpoint, load_parts(spec.name, split, root), spec)
+
+
+def checkpoint_windows(checkpoint: Checkpoint, parts: list[Series], spec: DatasetSpec
+                       ) -> WindowDataset | ConcatWindows:
+    """The windows of ``parts`` (series of ``spec``) as ``checkpoint`` sees them: its normalisation,
+    tile padding, fallback and, for a seasonal model, the seasonal frames in its inputs; ``spec``'s
+    window shape and periods (seasonal baselines read them)."""
+    return window_set(parts, t_in=spec.t_in, t_out=spec.t_out, normaliser=checkpoint.normaliser,
+                      fallback=checkpoint.fallback, multiple=checkpoint.model.tile_size, periods=spec.periods,
+                      seasonal_inputs=checkpoint.seasonal_inputs)
 
 
 def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
@@ -90,6 +133,7 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
         "training_state": checkpoint.training_state,
         "grid": {"pixel_km": checkpoint.pixel_km, "step_minutes": checkpoint.step_minutes},
         "default_point": None if checkpoint.default_point is None else checkpoint.default_point.to_dict(),
+        "periods": [[name, frames] for name, frames in checkpoint.periods],
     }
     write_with(path, lambda tmp: torch.save(payload, tmp))
 
@@ -126,7 +170,8 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     try:
         config = RunConfig.model_validate(_with_legacy_defaults(payload["config"]))
         t_in, t_out, channels = (int(v) for v in payload["window"])
-        model = build_model(config.model, t_in=t_in, t_out=t_out, channels=channels)
+        periods = tuple((str(name), int(frames)) for name, frames in payload.get("periods", []))
+        model = build_model(config.model, t_in=t_in, t_out=t_out, channels=channels, periods=periods)
         model.load_state_dict(payload["state_dict"])
         if payload.get("norm_levels") is not None:
             model.set_norm_levels(NormLevels.from_payload(payload["norm_levels"]))
@@ -134,7 +179,7 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
         fill_value = float(payload["fill_value"])
         point = payload.get("default_point")
         default_point = None if point is None else DefaultPoint.from_dict(point)
-    except (KeyError, ValueError, RuntimeError) as exc:
+    except (KeyError, ValueError, RuntimeError, ConfigError) as exc:
         raise CheckpointError(f"{path}: checkpoint does not match this code "
                               f"({type(exc).__name__}: {exc})") from None
     model.eval()
@@ -144,7 +189,7 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     return Checkpoint(model, config, normaliser, str(payload["dataset"]), t_in, t_out, fill_value,
                       dict(payload.get("metrics", {})), int(payload.get("step", 0)),
                       str(payload.get("version", "?")), dict(payload.get("training_state", {})),
-                      pixel_km, step_minutes, default_point)
+                      pixel_km, step_minutes, default_point, periods)
 
 
 def _grid(payload: dict) -> tuple[float | None, float | None]:

@@ -56,29 +56,34 @@ class DynaPruner(nn.Module):
         Whatever this says, a tile without a measured cell is never kept when coverage is passed.
     coarse : CoarsePath arguments (factor, width, blocks) or None (pruned tiles take the bare
         fallback: checkpoints from before the coarse path). The factor must divide the tile size.
+    seasonal_frames : frames read after the T_in recent ones (the frames one period before each
+        target, :mod:`dyna_stream.data.seasonal`); the backbone and the coarse path see all
+        ``input_frames`` = T_in + seasonal_frames, the mask generator the recent ones.
     """
 
     def __init__(self, *, backbone: str, t_in: int, t_out: int, channels: int,
                  backbone_kwargs: dict[str, Any] | None = None, generator_hidden: int = 16,
                  generator_reduction: int = 4, gate_mode: str = "topk", unit_pooling: str = "importance",
                  norm_statistics: str = "active", coverage_input: bool = True,
-                 coarse: dict[str, int] | None = None) -> None:
+                 coarse: dict[str, int] | None = None, seasonal_frames: int = 0) -> None:
         super().__init__()
         if gate_mode not in GATE_MODES:
             raise ValueError(f"gate_mode must be one of {GATE_MODES}, not {gate_mode!r}")
         if norm_statistics not in NORM_STATISTICS:
             raise ValueError(f"norm_statistics must be one of {NORM_STATISTICS}, not {norm_statistics!r}")
         self.t_in, self.t_out, self.channels, self.gate_mode = t_in, t_out, channels, gate_mode
+        self.input_frames = t_in + seasonal_frames
         self.norm_statistics = norm_statistics
         self.norm_levels: NormLevels | None = None
         self.loaded_norm_level: int | None = None     # the level whose statistics the BatchNorms hold
-        self.backbone = create_backbone(backbone, t_in=t_in, t_out=t_out, channels=channels,
+        self.backbone = create_backbone(backbone, t_in=self.input_frames, t_out=t_out, channels=channels,
                                         **(backbone_kwargs or {}))
         units = sum(self.backbone.groups.values())
         self.generator = MaskGenerator(channels=channels, units=units, hidden=generator_hidden,
                                        reduction=generator_reduction, pooling=unit_pooling,
                                        coverage_input=coverage_input)
-        self.coarse = None if coarse is None else CoarsePath(t_in=t_in, t_out=t_out, channels=channels, **coarse)
+        self.coarse = (None if coarse is None
+                       else CoarsePath(t_in=self.input_frames, t_out=t_out, channels=channels, **coarse))
         if self.coarse is not None and self.tile_size % self.coarse.factor:
             raise ValueError(f"the coarse path's factor {self.coarse.factor} must divide the tile size "
                              f"{self.tile_size}")
@@ -126,7 +131,8 @@ class DynaPruner(nn.Module):
         most as many as top-k at sd (see :class:`~.masks.ContentBudget`). With calibrated norm
         levels, loads the BatchNorm statistics of this point's sw."""
         self.use_norm_level(0.0 if policy == "dense" else model_sparsity)
-        importance_map, unit_importance = self.generator(self.generator.summarise(frames, fallback, coverage))
+        recent = frames[:, :self.t_in]
+        importance_map, unit_importance = self.generator(self.generator.summarise(recent, fallback, coverage))
         covered = None
         if coverage is not None:
             importance_map = importance_map * coverage.to(importance_map.dtype)
@@ -153,7 +159,8 @@ class DynaPruner(nn.Module):
     def forward(self, frames: torch.Tensor, fallback: torch.Tensor, *, data_sparsity: float = 0.0,
                 model_sparsity: float = 0.0, policy: str = "dyna", mask_failure: float = 0.0,
                 coverage: torch.Tensor | None = None, content_budget: ContentBudget | None = None) -> Prediction:
-        """frames (B, T_in, C, H, W), fallback (B, T_out, C, H, W), normalised; H, W multiples of tile_size;
+        """frames (B, input_frames, C, H, W): the T_in recent frames, then any seasonal ones; fallback
+        (B, T_out, C, H, W); normalised; H, W multiples of tile_size;
         coverage (B, 1, H, W) {0, 1} or None, content_budget (see :meth:`select_masks`)."""
         importance_map, unit_importance, masks = self.select_masks(
             frames, fallback, data_sparsity=data_sparsity, model_sparsity=model_sparsity, policy=policy,

@@ -41,7 +41,7 @@ def static_macs(model: DynaPruner, gates: dict[str, torch.Tensor], height: int, 
     coarse path's (which every policy runs)."""
     was_training = model.training
     model.eval()
-    frames = torch.zeros(1, model.t_in, model.channels, height, width)
+    frames = torch.zeros(1, model.input_frames, model.channels, height, width)
     fallback = torch.zeros(1, model.t_out, model.channels, height, width)
     ctx = MaskContext(None, {name: gate[None] for name, gate in gates.items()})
     model.backbone(torch.cat([frames.flatten(1, 2), fallback.flatten(1, 2)], 1), ctx)

@@ -35,7 +35,7 @@ class DenseForecaster(nn.Module):
 def export_onnx(model: DynaPruner, path: str | Path, *, height: int, width: int, opset: int = 17) -> Path:
     """Write the dense forecaster for (height, width) inputs (multiples of the tile size) to ``path``."""
     module = DenseForecaster(model.eval())
-    example = (torch.zeros(1, model.t_in, model.channels, height, width),
+    example = (torch.zeros(1, model.input_frames, model.channels, height, width),
                torch.zeros(1, model.t_out, model.channels, height, width))
     write_with(path, lambda tmp: torch.onnx.export(
         module, example, str(tmp), input_names=["frames", "fallback"], output_names=["forecast"],

@@ -88,7 +88,7 @@ class Node:
                                    max_data_sparsity=operating.max_data_sparsity)
         policy = BufferPolicy(int(config.buffer.period_s * 1e9), config.buffer.max_gap_periods, config.buffer.resize,
                               self.predictor.input_limits)
-        buffer = RingBuffer(checkpoint.t_in, checkpoint.model.channels, config.buffer.grid, policy)
+        buffer = RingBuffer(checkpoint.input_frames, checkpoint.model.channels, config.buffer.grid, policy)
         context = context or zmq.Context.instance()
         self.sink = ZmqResultSink(config.output.endpoint, bind=config.output.bind, hwm=config.output.hwm,
                                   status_every=config.output.status_every, keys=curve_keys(config.output.curve),

@@ -82,7 +82,7 @@ def region_energies(data: WindowDataset, boxes: np.ndarray, *, chunk: int = 64) 
         energy, count = neighbour_pairs(x[:stop - start], ok[:stop - start])
         gradient[start:stop] = box_sums(energy, corners)
         gradient_count[start:stop] = box_sums(count, corners)
-    windows = np.arange(len(data))
+    windows = data.first + np.arange(len(data))    # series frame of each window's first input
 
     def window_means(sums: np.ndarray, counts: np.ndarray, span: int) -> np.ndarray:
         s, c = (np.concatenate([np.zeros((1, len(boxes))), np.cumsum(a, axis=0)]) for a in (sums, counts))

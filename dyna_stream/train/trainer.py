@@ -22,7 +22,7 @@ from ..data.windows import ConcatWindows, WindowDataset, random_crop_flip, windo
 from ..errors import ConfigError
 from ..evaluate.default_point import choose_default_point
 from ..evaluate.runner import Operating, model_forecasts, score
-from ..model.checkpoint import Checkpoint, build_model, load_checkpoint, save_checkpoint
+from ..model.checkpoint import Checkpoint, build_model, fallback_name, load_checkpoint, save_checkpoint
 from ..model.dynapruner import DynaPruner
 from ..model.loss import LossWeights, TaskObjective, dyna_loss
 from ..predictor import resolve_device
@@ -52,7 +52,9 @@ def prepare_data(config: RunConfig, multiple: int, *, train_series: Series | lis
     val_parts = _as_parts(val_series) or load_parts(spec.name, "val", config.data.root)
     normaliser = Normaliser.fit(train_parts)
     make = lambda parts: window_set(parts, t_in=spec.t_in, t_out=spec.t_out, normaliser=normaliser,  # noqa: E731
-                                    fallback=spec.fallback, multiple=multiple)
+                                    fallback=fallback_name(config.model, spec), multiple=multiple,
+                                    periods=spec.periods,
+                                    seasonal_inputs=config.model.seasonal)
     return TrainingData(spec.name, normaliser, make(train_parts), make(val_parts))
 
 
@@ -155,7 +157,7 @@ class _Session:
     def checkpoint(self, step: int, metrics: dict) -> Checkpoint:
         data = self.data
         return Checkpoint(self.model, self.config, data.normaliser, data.dataset, self.spec.t_in, self.spec.t_out,
-                          data.train.fill_value, metrics, step, pixel_km=self.spec.pixel_km,
+                          data.train.fill_value, metrics, step, pixel_km=self.spec.pixel_km, periods=self.spec.periods,
                           step_minutes=self.spec.step_minutes, training_state={"optimizer": self.optimizer.state_dict(),
                                           "scheduler": self.scheduler.state_dict(),
                                           "generator": self.generator.get_state()})
@@ -252,10 +254,11 @@ def train(config: RunConfig, *, resume: str | Path | None = None, progress: bool
     device = distributed.device(device)
     generator = _seed_everything(cfg.seed)
     spec = dataset_for(config.data)
-    probe = build_model(config.model, t_in=spec.t_in, t_out=spec.t_out, channels=1)
+    probe = build_model(config.model, t_in=spec.t_in, t_out=spec.t_out, channels=1, periods=spec.periods)
     data = data or prepare_data(config, probe.tile_size)
     channels = data.train.channels
-    model = (init_model or build_model(config.model, t_in=spec.t_in, t_out=spec.t_out, channels=channels)).to(device)
+    model = (init_model or build_model(config.model, t_in=spec.t_in, t_out=spec.t_out, channels=channels,
+                                       periods=spec.periods)).to(device)
     if cfg.epochs is not None:
         if resume is not None or stop_at is not None:
             raise ConfigError("resume and stop_at work with step-based training (train.epochs: null)")
