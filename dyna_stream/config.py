@@ -120,6 +120,16 @@ class TrainConfig(_Strict):
                                                     "model-sparsity level, kept where they lower the validation "
                                                     "error (dyna_stream.train.calibration)")
     select: Literal["best", "last"] = Field("best", description="model.pt = lowest validation MSE, or last step")
+    init_from: str | None = Field(
+        None, description="a checkpoint of the same data set whose weights start this run where names and shapes "
+                          "match (e.g. the dense model, so a Dyna-Pruner fine-tunes its sub-networks from it)")
+    sandwich: bool = Field(
+        False, description="dyna policy: every step also trains the dense path (sd = sw = 0) on the same batch, "
+                           "besides the sampled point (the sandwich rule of slimmable networks; ~2x a step's cost)")
+    distill_weight: float = Field(
+        0.0, ge=0, description="weight of a term pulling each sampled sub-network's forecast toward a dense forecast "
+                               "(in the task objective): the init_from model's (a frozen teacher), else with "
+                               "sandwich the model's own dense path (in-place distillation, not back-propagated)")
     threads: int | None = Field(None, ge=1, description="torch CPU threads; default: torch's choice")
     device: str = DEVICE_FIELD
     out_dir: str = "runs/radar_simvp"
@@ -150,6 +160,13 @@ class TrainConfig(_Strict):
             raise ValueError(f"anneal_fraction must be > 0 (got {value}): without annealing the schedule never "
                              "returns to the full data")
         return value
+
+    @model_validator(mode="after")
+    def _teacher_needs_init_from(self) -> TrainConfig:
+        if self.distill_weight > 0 and self.init_from is None and not self.sandwich:
+            raise ValueError("distill_weight > 0 distils a dense forecast: set train.init_from (a frozen teacher) "
+                             "or train.sandwich (the model's own dense path)")
+        return self
 
     @model_validator(mode="after")
     def _pruning_needs_epochs(self) -> TrainConfig:

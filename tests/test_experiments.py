@@ -155,3 +155,22 @@ def test_a_suite_runs_on_some_of_its_data_sets_without_the_studies_elsewhere():
     assert restricted(paper, ["radar-fmi"]).ablation == paper.ablation
     with pytest.raises(ConfigError, match="no data set radar-knmi"):
         restricted(paper, ["radar-knmi"])
+
+
+def test_dyna_start_dense_trains_the_dense_model_first_and_starts_every_pruner_from_it(tmp_path, storms, caplog):
+    tree = {**TINY_SUITE, "backbones": {"simvp": TINY_SUITE["backbones"]["simvp"]}, "dyna_start": "dense",
+            "distill_weight": 0.5}
+    lab = Lab(load_suite(_write_suite(tmp_path, tree)), runs=tmp_path / "runs", data_root=storms)
+    dyna = lab.pruner("storms", "simvp", "dyna")
+    dense = tmp_path / "runs" / "storms" / "simvp" / "dense" / "model.pt"
+    assert dense.is_file() and dyna.checkpoint.config.train.init_from == str(dense)
+    assert dyna.checkpoint.config.train.distill_weight == 0.5
+    caplog.clear()
+    with caplog.at_level("INFO", logger="dyna_stream.experiments.lab"):
+        lab.pruner("storms", "simvp", "dyna")
+    assert f"reusing {dyna.path}" in caplog.text
+    dense.touch()                                   # the dense model changed: what started from it is stale
+    caplog.clear()
+    with caplog.at_level("INFO", logger="dyna_stream.experiments.lab"):
+        lab.pruner("storms", "simvp", "dyna")
+    assert "training" in caplog.text and str(dyna.path.parent) in caplog.text

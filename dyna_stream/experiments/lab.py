@@ -43,6 +43,11 @@ def _comparable(config: RunConfig) -> dict:
     return tree
 
 
+def _newer(start: str | None, *, than: Path) -> bool:
+    """Whether the checkpoint a run started from (``train.init_from``) changed after ``than`` was written."""
+    return start is not None and Path(start).is_file() and Path(start).stat().st_mtime > than.stat().st_mtime
+
+
 class Lab:
     """Parameters: suite; runs : folder of cached checkpoints; data_root : the data sets (None: default)."""
 
@@ -66,8 +71,10 @@ class Lab:
                                          "data": config.data.model_copy(update={"root": self.data_root})})
 
     def trained(self, config: RunConfig) -> Trained:
+        """The checkpoint ``config`` trains: reused when its stored configuration is the same (and it
+        is newer than the checkpoint it started from), else trained now."""
         path = Path(config.train.out_dir) / "model.pt"
-        if path.is_file():
+        if path.is_file() and not _newer(config.train.init_from, than=path):
             checkpoint = load_checkpoint(path)
             if _comparable(checkpoint.config) == _comparable(config):
                 log.info("reusing %s", path)
@@ -75,6 +82,19 @@ class Lab:
         log.info("training %s (%d steps)", config.train.out_dir, config.train.steps)
         path = train(config, progress=self.progress)
         return Trained(path, load_checkpoint(path))
+
+    def dense(self, dataset: str, backbone: str) -> Trained:
+        return self.trained(self.config(dataset, backbone, "dense", "train.policy=dense"))
+
+    def pruner(self, dataset: str, backbone: str, variant: str, *extra: str) -> Trained:
+        """A Dyna-Pruner variant (the full model, a fixed point, an ablation). With the suite's
+        ``dyna_start: dense`` it starts from the dense model (trained first) and distils its forecast
+        with weight ``distill_weight`` (:mod:`dyna_stream.train.teacher`)."""
+        start = ()
+        if self.suite.dyna_start == "dense":
+            start = (f"train.init_from={self.dense(dataset, backbone).path}",
+                     f"train.distill_weight={self.suite.distill_weight}")
+        return self.trained(self.config(dataset, backbone, variant, *start, *extra))
 
     def mp(self, dataset: str, backbone: str, dense: Trained, dyna: Trained, point: float) -> Trained:
         """L1 filter pruning of ``dense`` to the Dyna-Pruner's executed MACs at sd = sw = ``point``, fine-tuned."""

@@ -6,6 +6,7 @@ the registered names); ``paper`` and ``quick`` ship with the package (``suites/`
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -65,6 +66,10 @@ class Suite(_Strict):
                                                       "accurate point on validation, recorded when it was trained)")
     pareto_points: list[float] = Field(default_factory=lambda: [0.3, 0.5, 0.7, 0.9])
     mp_steps_fraction: float = Field(0.25, gt=0, le=1, description="MP fine-tuning steps / training steps")
+    dyna_start: Literal["scratch", "dense"] = Field(
+        "scratch", description="Dyna-Pruner checkpoints (the full model, fixed points, ablations) train from scratch, "
+                               "or start from the combination's dense model and distil its forecast")
+    distill_weight: float = Field(1.0, ge=0, description="with dyna_start: dense, the distillation term's weight")
     robustness: Robustness = Field(default_factory=Robustness)
     sensitivity: Study | None = None
     sensitivity_points: list[tuple[float, float]] = Field(

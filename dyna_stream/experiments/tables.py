@@ -39,8 +39,8 @@ class ComboModels:
 
 
 def combo_models(lab: Lab, combo: Combo) -> ComboModels:
-    dyna = lab.trained(lab.config(combo.dataset, combo.backbone, "dyna"))
-    dense = lab.trained(lab.config(combo.dataset, combo.backbone, "dense", "train.policy=dense"))
+    dense = lab.dense(combo.dataset, combo.backbone)
+    dyna = lab.pruner(combo.dataset, combo.backbone, "dyna")
     point = table_point(lab, dyna)
     return ComboModels(dense, dyna, lab.mp(combo.dataset, combo.backbone, dense, dyna, point), point)
 
@@ -103,10 +103,10 @@ def sensitivity_table(lab: Lab, combo: Combo, models: ComboModels) -> dict:
     """Table III: each (sd, sw) from the any-sparsity checkpoint and from one trained at that point."""
     rows = []
     for sd, sw in lab.suite.sensitivity_points:
-        fixed = lab.trained(lab.config(
+        fixed = lab.pruner(
             combo.dataset, combo.backbone, f"fixed-{sd:g}-{sw:g}", f"train.sparsity_range=[{sd}, {sd}]",
             f"train.model_sparsity_range=[{sw}, {sw}]", f"train.validation_sparsity={sd}",
-            f"train.validation_model_sparsity={sw}"))
+            f"train.validation_model_sparsity={sw}")
         operating = Operating("dyna", sd, sw)
         rows.append({"data_sparsity": sd, "model_sparsity": sw,
                      "any": lab.measure(combo.dataset, models.dyna, operating),
@@ -128,7 +128,7 @@ def ablation_table(lab: Lab, combo: Combo, models: ComboModels) -> dict:
     ]
     rows = [{"label": "dense", **lab.measure(combo.dataset, models.dense, Operating("dense"))}]
     for label, variant, (sd, sw), overrides in variants:
-        trained = lab.trained(lab.config(combo.dataset, combo.backbone, variant, *overrides))
+        trained = lab.pruner(combo.dataset, combo.backbone, variant, *overrides)
         rows.append({"label": label, **lab.measure(combo.dataset, trained, Operating("dyna", sd, sw))})
     rows.append({"label": "full Dyna-Pruner", **lab.measure(combo.dataset, models.dyna,
                                                             Operating("dyna", point, point))})

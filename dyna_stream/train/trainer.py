@@ -29,6 +29,7 @@ from ..predictor import resolve_device
 from .calibration import calibrate_norm_levels
 from .distributed import SINGLE_PROCESS, Distributed, from_environment
 from .sample_pruning import make_pruner
+from .teacher import Distillation, start_from
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +129,10 @@ class _Session:
     and the epoch-based loops drive it."""
 
     def __init__(self, config: RunConfig, data: TrainingData, model: DynaPruner, generator: torch.Generator,
-                 lr_factor, distributed: Distributed = SINGLE_PROCESS) -> None:
+                 lr_factor, distributed: Distributed = SINGLE_PROCESS,
+                 distillation: Distillation | None = None) -> None:
         cfg = self.cfg = config.train
+        self.distillation = distillation
         self.config, self.data, self.model, self.generator = config, data, model, generator
         self.distributed, self.forward = distributed, distributed.wrap(model)
         self.spec = dataset_for(config.data)
@@ -178,6 +181,16 @@ class _Session:
         loss, parts = dyna_loss(prediction, batch["target"], batch["valid"], weights=self.weights,
                                 model_sparsity=sw, gate_mode=self.config.model.gate_mode, sample_weight=sample_weight,
                                 objective=self.objective)
+        dense = None
+        if cfg.sandwich and cfg.policy == "dyna":
+            dense = self.forward(batch["frames"], batch["fallback"], coverage=batch["coverage"], policy="dyna")
+            dense_loss, dense_parts = dyna_loss(dense, batch["target"], batch["valid"], weights=self.weights,
+                                                model_sparsity=0.0, gate_mode=self.config.model.gate_mode,
+                                                sample_weight=sample_weight, objective=self.objective)
+            loss, parts["dense_task"] = loss + dense_loss, dense_parts["task"]
+        if self.distillation is not None:
+            distill = self.distillation.loss(prediction.forecast, batch, self.objective, dense=dense)
+            loss, parts["distill"] = loss + distill, distill.item()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -240,7 +253,8 @@ def train(config: RunConfig, *, resume: str | Path | None = None, progress: bool
     ``<out_dir>/last.pt`` is rewritten at every validation and resumes an interrupted run;
     ``<out_dir>/best.pt`` holds the weights with the lowest validation MSE so far. model.pt takes
     the best (``train.select: best``, early stopping) or the last weights.
-    ``init_model`` starts from given weights (fine-tuning, e.g. of an L1-pruned model).
+    ``init_model`` starts from given weights (fine-tuning, e.g. of an L1-pruned model); ``train.init_from``
+    from a checkpoint's, and ``train.distill_weight`` distils its dense forecast (:mod:`.teacher`).
     ``stop_at`` ends a time-boxed session after that step (at a validation step, so last.pt holds
     it) without writing model.pt; ``resume`` continues it on the same schedule (step-based runs).
     With ``train.epochs`` set, training runs epoch by epoch over the windows the configured
@@ -259,14 +273,16 @@ def train(config: RunConfig, *, resume: str | Path | None = None, progress: bool
     channels = data.train.channels
     model = (init_model or build_model(config.model, t_in=spec.t_in, t_out=spec.t_out, channels=channels,
                                        periods=spec.periods)).to(device)
+    teacher = None if cfg.init_from is None else start_from(model, cfg.init_from, dataset=spec.name)
+    distillation = Distillation(teacher, cfg.distill_weight).to(device) if cfg.distill_weight > 0 else None
     if cfg.epochs is not None:
         if resume is not None or stop_at is not None:
             raise ConfigError("resume and stop_at work with step-based training (train.epochs: null)")
-        return _train_epochs(config, data, model, generator, progress, distributed)
+        return _train_epochs(config, data, model, generator, progress, distributed, distillation)
     if distributed.active:
         generator.manual_seed(distributed.seed(cfg.seed))         # each rank its own batches
     session = _Session(config, data, model, generator, lambda s: _lr_factor(s, cfg.warmup_steps, cfg.steps),
-                       distributed)
+                       distributed, distillation)
     pool = training_samples(cfg, data.train)
     start = session.resume(resume) if resume is not None else 0
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not progress or not distributed.main,
@@ -283,7 +299,8 @@ def train(config: RunConfig, *, resume: str | Path | None = None, progress: bool
 
 
 def _train_epochs(config: RunConfig, data: TrainingData, model: DynaPruner, generator: torch.Generator,
-                  progress: bool, distributed: Distributed = SINGLE_PROCESS) -> Path:
+                  progress: bool, distributed: Distributed = SINGLE_PROCESS,
+                  distillation: Distillation | None = None) -> Path:
     """Epoch loop: each epoch the pruner selects windows (with loss weights), they are visited once
     in random order, and the per-window losses go back to the pruner. The learning rate follows
     warm-up, then a cosine over the fraction of epochs done (the number of steps depends on the
@@ -297,7 +314,7 @@ def _train_epochs(config: RunConfig, data: TrainingData, model: DynaPruner, gene
     factor = lambda s: (s + 1) / cfg.warmup_steps if s < cfg.warmup_steps else \
         0.5 * (1.0 + math.cos(math.pi * min(position["progress"], 1.0)))  # noqa: E731
     own = torch.Generator().manual_seed(distributed.seed(cfg.seed)) if distributed.active else generator
-    session = _Session(config, data, model, own, factor, distributed)
+    session = _Session(config, data, model, own, factor, distributed, distillation)
     pool = training_samples(cfg, data.train)
     pruner = make_pruner(pool, cfg, cfg.epochs, generator)
     step, samples, train_seconds, selection_seconds, parts = 0, 0, 0.0, 0.0, {"task": float("nan")}
