@@ -166,6 +166,9 @@ class TrainConfig(_Strict):
         if self.distill_weight > 0 and self.init_from is None and not self.sandwich:
             raise ValueError("distill_weight > 0 distils a dense forecast: set train.init_from (a frozen teacher) "
                              "or train.sandwich (the model's own dense path)")
+        if self.sandwich and self.policy != "dyna":
+            raise ValueError(f"sandwich trains the dense path beside sampled sub-networks: it needs policy dyna, "
+                             f"not {self.policy!r}")
         return self
 
     @model_validator(mode="after")

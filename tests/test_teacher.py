@@ -42,6 +42,8 @@ def test_distillation_without_a_teacher_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="distill_weight > 0 distils a dense forecast: set train.init_from"):
         tiny_config(tmp_path, "train.distill_weight=1.0")
     assert tiny_config(tmp_path, "train.distill_weight=1.0", "train.sandwich=true").train.sandwich
+    with pytest.raises(ConfigError, match="sandwich .* needs policy dyna, not 'dense'"):
+        tiny_config(tmp_path, "train.sandwich=true", "train.policy=dense")
 
 
 def test_distillation_term_is_zero_at_the_teacher_and_grows_away_from_it(dense_checkpoint):

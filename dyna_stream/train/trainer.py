@@ -182,7 +182,7 @@ class _Session:
                                 model_sparsity=sw, gate_mode=self.config.model.gate_mode, sample_weight=sample_weight,
                                 objective=self.objective)
         dense = None
-        if cfg.sandwich and cfg.policy == "dyna":
+        if cfg.sandwich:
             dense = self.forward(batch["frames"], batch["fallback"], coverage=batch["coverage"], policy="dyna")
             dense_loss, dense_parts = dyna_loss(dense, batch["target"], batch["valid"], weights=self.weights,
                                                 model_sparsity=0.0, gate_mode=self.config.model.gate_mode,
