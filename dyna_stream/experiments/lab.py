@@ -84,6 +84,7 @@ class Lab:
         return Trained(path, load_checkpoint(path))
 
     def dense(self, dataset: str, backbone: str) -> Trained:
+        """The combination's dense model (policy dense)."""
         return self.trained(self.config(dataset, backbone, "dense", "train.policy=dense"))
 
     def pruner(self, dataset: str, backbone: str, variant: str, *extra: str) -> Trained:

@@ -23,7 +23,7 @@ from ..errors import ConfigError
 from ..evaluate.default_point import choose_default_point
 from ..evaluate.runner import Operating, model_forecasts, score
 from ..model.checkpoint import Checkpoint, build_model, fallback_name, load_checkpoint, save_checkpoint
-from ..model.dynapruner import DynaPruner
+from ..model.dynapruner import DynaPruner, Prediction
 from ..model.loss import LossWeights, TaskObjective, dyna_loss
 from ..predictor import resolve_device
 from .calibration import calibrate_norm_levels
@@ -178,15 +178,17 @@ class _Session:
         prediction = self.forward(batch["frames"], batch["fallback"], coverage=batch["coverage"], data_sparsity=sd,
                                   model_sparsity=sw,
                                   policy=cfg.policy)
-        loss, parts = dyna_loss(prediction, batch["target"], batch["valid"], weights=self.weights,
-                                model_sparsity=sw, gate_mode=self.config.model.gate_mode, sample_weight=sample_weight,
-                                objective=self.objective)
+
+        def loss_of(predicted: Prediction, model_sparsity: float) -> tuple[torch.Tensor, dict]:
+            return dyna_loss(predicted, batch["target"], batch["valid"], weights=self.weights,
+                             model_sparsity=model_sparsity, gate_mode=self.config.model.gate_mode,
+                             sample_weight=sample_weight, objective=self.objective)
+
+        loss, parts = loss_of(prediction, sw)
         dense = None
         if cfg.sandwich:
             dense = self.forward(batch["frames"], batch["fallback"], coverage=batch["coverage"], policy="dyna")
-            dense_loss, dense_parts = dyna_loss(dense, batch["target"], batch["valid"], weights=self.weights,
-                                                model_sparsity=0.0, gate_mode=self.config.model.gate_mode,
-                                                sample_weight=sample_weight, objective=self.objective)
+            dense_loss, dense_parts = loss_of(dense, 0.0)
             loss, parts["dense_task"] = loss + dense_loss, dense_parts["task"]
         if self.distillation is not None:
             distill = self.distillation.loss(prediction.forecast, batch, self.objective, dense=dense)
