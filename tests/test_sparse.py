@@ -15,7 +15,7 @@ from dyna_stream.model.masks import ContentBudget, keep_count
 from dyna_stream.predictor import Predictor
 from dyna_stream.sparse import SparseEngine
 from dyna_stream.sparse import tiles as tile_ops
-from dyna_stream.sparse.engine import BufferPool
+from dyna_stream.sparse.pools import BufferPool
 
 from conftest import leveled, tiny_dyna
 
@@ -159,17 +159,17 @@ def test_gather_scatter_round_trip_and_halo_contents():
     assert torch.equal(windows[1, :, 0, 1:5], canvas[0, :, 3, 0:4])                  # halo from active tile above
     pool, written = BufferPool(), torch.zeros(2, 3, dtype=torch.bool)
     written[rows, cols] = True
-    buffer = pool.take(tiles, (8, 12), 2, 1, active=written, whole=False)
+    buffer = pool.take(tiles, (8, 12), 2, 1, footprint=written, whole=False)
     tile_ops.write_tiles(tile_ops.interior(buffer, 1), tiles, rows, cols, (2, 3))    # onto a zero-bordered buffer
     assert torch.equal(tile_ops.gather_windows(buffer, rows, cols, tile=4, window=6)[0], windows[0])
     pool.give_back(buffer, 1, written)
     now = torch.tensor([[True, True, False], [False, False, False]])      # (0, 2) and (1, 0) went stale
-    again = pool.take(tiles, (8, 12), 2, 1, active=now, whole=False)
+    again = pool.take(tiles, (8, 12), 2, 1, footprint=now, whole=False)
     assert again is buffer and again.eq(0).all()         # stale tiles cleared: zero again
-    assert pool.take(tiles, (8, 12), 2, 1, active=now, whole=False) is not buffer     # lent once at a time
+    assert pool.take(tiles, (8, 12), 2, 1, footprint=now, whole=False) is not buffer     # lent once at a time
     tile_ops.write_tiles(tile_ops.interior(again, 1), tiles, rows, cols, (2, 3))
     pool.give_back(again, 1, written)
-    kept = pool.take(tiles, (8, 12), 2, 1, active=now, whole=True)   # its borrower overwrites it: no clearing
+    kept = pool.take(tiles, (8, 12), 2, 1, footprint=now, whole=True)   # its borrower overwrites it: no clearing
     assert kept is buffer and torch.equal(tile_ops.interior(kept, 1)[:, 0:4, 8:12], canvas[0, :, 0:4, 8:12])
 
 

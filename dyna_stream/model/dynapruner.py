@@ -122,14 +122,15 @@ class DynaPruner(nn.Module):
 
     def select_masks(self, frames: torch.Tensor, fallback: torch.Tensor, *, data_sparsity: float = 0.0,
                      model_sparsity: float = 0.0, policy: str = "dyna", mask_failure: float = 0.0,
-                     coverage: torch.Tensor | None = None, content_budget: ContentBudget | None = None
-                     ) -> tuple[torch.Tensor, torch.Tensor, MaskContext]:
+                     coverage: torch.Tensor | None = None, content_budget: ContentBudget | None = None,
+                     sync_free: bool = False) -> tuple[torch.Tensor, torch.Tensor, MaskContext]:
         """Run the mask generator and the policy: S (B, 1, H, W), I (B, units) and the masks.
         ``mask_failure``: share of the kept tiles flipped to pruned at random (robustness tests).
         ``coverage`` (B, 1, H, W) {0, 1}: where the input has measurements (None: everywhere); S is 0
         and no tile is kept outside it. ``content_budget``: the tiles kept follow S's threshold, at
         most as many as top-k at sd (see :class:`~.masks.ContentBudget`). With calibrated norm
-        levels, loads the BatchNorm statistics of this point's sw."""
+        levels, loads the BatchNorm statistics of this point's sw. ``sync_free``: choose them without a
+        host sync (for static-shape and graphed execution, :mod:`dyna_stream.sparse.static`)."""
         self.use_norm_level(0.0 if policy == "dense" else model_sparsity)
         recent = frames[:, :self.t_in]
         importance_map, unit_importance = self.generator(self.generator.summarise(recent, fallback, coverage))
@@ -139,7 +140,8 @@ class DynaPruner(nn.Module):
             covered = covered_tiles(coverage, self.tile_size)
         masks = get_policy(policy)(MaskRequest(
             importance_map, unit_importance, data_sparsity, model_sparsity, self.tile_size,
-            self.backbone.groups, self.thresholds, self.static_gates(), self.gate_mode, covered, content_budget))
+            self.backbone.groups, self.thresholds, self.static_gates(), self.gate_mode, covered, content_budget,
+            sync_free))
         if mask_failure > 0:
             masks = MaskContext(fail_tiles(masks.tiles, mask_failure), masks.gates)
         return importance_map, unit_importance, masks

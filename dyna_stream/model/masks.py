@@ -18,6 +18,14 @@ def keep_count(total: int, sparsity: float) -> int:
     return max(1, math.ceil((1.0 - sparsity) * total - 1e-9))
 
 
+def keep_counts(totals: torch.Tensor, sparsity: float) -> torch.Tensor:
+    """:func:`keep_count` of each of ``totals`` (B,) as a tensor, 0 where the total is 0; computed on
+    the device (float64, the same rounding as the scalar), so selecting masks needs no host sync."""
+    keep_count(1, sparsity)                                      # the range check
+    kept = torch.ceil((1.0 - sparsity) * totals.to(torch.float64) - 1e-9).clamp_min(1).to(torch.long)
+    return torch.where(totals > 0, kept, torch.zeros_like(kept))
+
+
 def straight_through(hard: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
     """Forward ``hard``, backward as if it were ``soft``; ``hard`` itself where no gradient is recorded
     (inference: three fewer operations per mask)."""
@@ -83,10 +91,12 @@ class ContentBudget:
 
     def keep(self, above: int, total: int, sparsity: float) -> int:
         """Tiles kept of ``total`` covered ones when ``above`` of them score over the threshold."""
-        if total == 0:
-            return 0
-        low = keep_count(total, max(self.max_sparsity, sparsity))
-        return min(max(above, low), keep_count(total, sparsity))
+        return int(self.keep_counts(torch.tensor([above]), torch.tensor([total]), sparsity)[0])
+
+    def keep_counts(self, above: torch.Tensor, totals: torch.Tensor, sparsity: float) -> torch.Tensor:
+        """:meth:`keep` per sample, (B,) long tensors, on the device (no host sync)."""
+        low = keep_counts(totals, max(self.max_sparsity, sparsity))
+        return torch.minimum(torch.maximum(above.to(torch.long), low), keep_counts(totals, sparsity))
 
 
 def tile_mask(importance_map: torch.Tensor, tile: int, sparsity: float,
@@ -103,13 +113,11 @@ def tile_mask(importance_map: torch.Tensor, tile: int, sparsity: float,
         return topk_ste(flat, sparsity).reshape(batch, 1, rows, cols)
     inside = (torch.ones_like(flat, dtype=torch.bool) if covered is None
               else covered.reshape(batch, rows * cols))
-    totals = inside.sum(1).tolist()
+    totals = inside.sum(1)
     if budget is None:
-        counts = [keep_count(int(n), sparsity) if n else 0 for n in totals]
+        keep = keep_counts(totals, sparsity)
     else:
-        above = (inside & (flat.detach() > budget.threshold)).sum(1).tolist()
-        counts = [budget.keep(int(a), int(n), sparsity) for a, n in zip(above, totals)]
-    keep = torch.tensor(counts, device=flat.device)
+        keep = budget.keep_counts((inside & (flat.detach() > budget.threshold)).sum(1), totals, sparsity)
     ranked = torch.where(inside, flat.detach(), torch.full_like(flat, -1.0))
     return straight_through(ranked_mask(ranked, keep) * inside, flat).reshape(batch, 1, rows, cols)
 

@@ -78,7 +78,10 @@ class NormLevels:
     stats: torch.Tensor
 
     def nearest(self, model_sparsity: float) -> int:
-        return int(torch.argmin((self.levels - model_sparsity).abs()))
+        """Index of the level nearest to sw (the first of two as near), decided on the host: no device
+        sync, so a graphed step can choose its level."""
+        levels = self.levels.tolist()
+        return min(range(len(levels)), key=lambda index: abs(levels[index] - model_sparsity))
 
     def to_payload(self) -> dict[str, torch.Tensor]:
         return {"levels": self.levels.cpu(), "stats": self.stats.cpu()}

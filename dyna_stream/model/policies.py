@@ -30,6 +30,7 @@ class MaskRequest:
     gate_mode: str
     covered: torch.Tensor | None = None    # (B, 1, Ht, Wt) bool: tiles with a measured cell (None: all)
     content_budget: ContentBudget | None = None   # tiles by S threshold within bounds (None: top-k at sd)
+    sync_free: bool = False    # no host sync: a coverage map is used as given, even where it covers everything
 
 
 def _split(scores: torch.Tensor, groups: dict[str, int]) -> dict[str, torch.Tensor]:
@@ -43,7 +44,9 @@ def _topk_gates(scores: torch.Tensor, request: MaskRequest) -> dict[str, torch.T
 def _tiles(scores: torch.Tensor, request: MaskRequest) -> torch.Tensor | None:
     """The data mask from per-pixel ``scores`` (B, 1, H, W): None keeps every tile (sd = 0, full
     coverage and no content budget); tiles outside coverage are never kept."""
-    covered = None if request.covered is None or bool(request.covered.all()) else request.covered
+    covered = request.covered
+    if covered is not None and not request.sync_free and bool(covered.all()):
+        covered = None
     if request.data_sparsity == 0 and covered is None and request.content_budget is None:
         return None
     return tile_mask(scores, request.tile_size, request.data_sparsity, covered, request.content_budget)

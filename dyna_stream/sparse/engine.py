@@ -26,21 +26,16 @@ from ..model.context import MaskContext
 from ..model.dynapruner import DynaPruner
 from ..model.masks import ContentBudget
 from .folding import fold_batchnorm
-from .tiles import (
-    add_tiles_,
-    clear_tiles,
-    gather_windows,
-    interior,
-    take_tiles,
-    window_size,
-    write_canvas,
-    write_tiles,
-    zero_buffer,
-)
+from .pools import BufferPool, IndexedBufferPool
+from .static import StaticPlan, all_tiles, plan_for, static_indices
+from .tiles import add_tiles_, gather_windows, interior, take_tiles, window_size, write_canvas, write_tiles
+
+__all__ = ["BufferPool", "SparseContext", "SparseEngine", "SparseResult"]
 
 WINDOW_MIN_TILE = 4      # output pixels per tile side from which window convolutions can pay
 WINDOW_MAX_ACTIVE = 0.4  # gather windows while at most this share of the tiles is active
 STRATEGIES = ("auto", "windows", "canvas")
+SHAPES = ("dynamic", "static")
 
 
 @dataclass(frozen=True)
@@ -101,7 +96,7 @@ class TileResult:
 
     def __add__(self, other: TileResult | torch.Tensor) -> TileResult | torch.Tensor:
         if isinstance(other, TileResult):
-            return TileResult(self.values + other.values, self.ctx)
+            return TileResult(self.values + other.values, self.ctx)       # zero on dead tiles both
         return self.canvas() + other
 
     __radd__ = __add__
@@ -123,47 +118,6 @@ class Accounting:
     scattered_bytes: int = 0
 
 
-class BufferPool:
-    """Zero-bordered buffers (C, h + 2·halo, w + 2·halo) (``tiles.zero_buffer``), reused from step to
-    step instead of zero-filled anew (a full-resolution fill costs more than the sparse work it serves).
-
-    A buffer must read zero outside the active tiles of the step that borrows it. Whatever a step
-    writes is zero outside its own active tiles (tile results, masked inputs, re-zeroed canvases),
-    so a returned buffer remembers those tiles and, lent again, clears the ones not active now:
-    tiles active in both steps are overwritten anyway, and a stream whose masks change little pays
-    little. A borrower that overwrites the whole interior (``whole``: canvases only, e.g. the
-    network input) skips the clearing. Not thread-safe: one step at a time (the engine holds a lock)."""
-
-    def __init__(self) -> None:
-        self._free: dict[tuple, list[tuple[torch.Tensor, torch.Tensor]]] = defaultdict(list)
-        self._stale: tuple = (None, None, None)   # (written, active, their stale tiles): buffers share both
-
-    def take(self, like: torch.Tensor, size: tuple[int, int], channels: int, halo: int, *, active: torch.Tensor,
-             whole: bool) -> torch.Tensor:
-        """A buffer that reads zero on its border and outside ``active`` (Ht, Wt) bool tiles — or, with
-        ``whole``, on its border only."""
-        free = self._free[(channels, *size, halo, like.dtype, like.device)]
-        if not free:
-            return zero_buffer(like, size, channels, halo)
-        buffer, written = free.pop()
-        if not whole:
-            rows, cols = self._stale_tiles(written, active)
-            if rows.numel():
-                clear_tiles(interior(buffer, halo), rows, cols, tuple(active.shape))
-        return buffer
-
-    def _stale_tiles(self, written: torch.Tensor, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Tiles written before but not active now, (rows, cols); computed once per pair of masks."""
-        if self._stale[0] is not written or self._stale[1] is not active:
-            self._stale = (written, active, torch.nonzero(written & ~active, as_tuple=True))
-        return self._stale[2]
-
-    def give_back(self, buffer: torch.Tensor, halo: int, written: torch.Tensor) -> None:
-        """Return a buffer written on ``written`` (Ht, Wt) bool tiles only (and inside its border)."""
-        size = (buffer.shape[1] - 2 * halo, buffer.shape[2] - 2 * halo)
-        self._free[(buffer.shape[0], *size, halo, buffer.dtype, buffer.device)].append((buffer, written))
-
-
 @dataclass
 class SparseContext:
     """Masks of one sample in executable form.
@@ -171,6 +125,10 @@ class SparseContext:
     rows, cols : (N,) active tiles on the (Ht, Wt) grid.  kept : group → kept channel indices.
     base : (1, T_out·C, H, W), the forecast being written: the base (fallback + coarse path), onto
         which the readout adds.
+    live : (N,) {0, 1} or None: static shapes (:mod:`.static`) run a fixed number of tiles, of which
+        the masks may prune some (dead tiles: every result on them is multiplied by 0).
+    indexed : static shapes: buffers are lent by an :class:`~.pools.IndexedBufferPool` (the
+        footprint is the tile indices, not the active mask: no ``nonzero``).
     """
 
     grid: tuple[int, int]
@@ -181,6 +139,8 @@ class SparseContext:
     tile_mask: torch.Tensor | None
     strategy: str = "auto"
     base: torch.Tensor | None = None
+    live: torch.Tensor | None = None
+    indexed: bool = False
     pool: BufferPool = field(default_factory=BufferPool)
     accounting: Accounting = field(default_factory=Accounting)
     _indices: dict = field(default_factory=dict, repr=False)
@@ -197,7 +157,21 @@ class SparseContext:
 
     @property
     def all_active(self) -> bool:
-        return self.rows.numel() == self.grid[0] * self.grid[1]
+        return self.rows.numel() == self.grid[0] * self.grid[1] and self.live is None
+
+    @property
+    def footprint(self):
+        """What the pool clears by: the tile indices (static shapes) or the active mask."""
+        return (self.rows, self.cols, self.grid) if self.indexed else self.active
+
+    def result(self, values: torch.Tensor) -> TileResult:
+        """Tile results (N, C, t, t) of this step, zeroed on dead tiles (static shapes)."""
+        return TileResult(values if self.live is None else values * self.live.view(-1, 1, 1, 1), self)
+
+    def _active_share(self) -> torch.Tensor | float:
+        """Share of the grid's tiles kept (a tensor with dead tiles: no host sync)."""
+        total = self.grid[0] * self.grid[1]
+        return self.rows.numel() / total if self.live is None else self.live.sum().clamp_min(1.0) / total
 
     def mask_input(self, inputs: Canvas) -> Canvas:
         """The network input stays unmasked: gathers zero pruned neighbours themselves, and a layer
@@ -209,14 +183,14 @@ class SparseContext:
                ) -> torch.Tensor:
         """A zero-bordered (C, h + 2·halo, w + 2·halo) buffer from the pool, zero outside the active
         tiles unless the borrower overwrites it ``whole``; for this step (see ``release``)."""
-        buffer = self.pool.take(like, size, channels, halo, active=self.active, whole=whole)
+        buffer = self.pool.take(like, size, channels, halo, footprint=self.footprint, whole=whole)
         self._borrowed.append((buffer, halo))
         return buffer
 
     def release(self) -> None:
         """The step is over (nothing it returns may view a borrowed buffer): buffers back to the pool."""
         for buffer, halo in self._borrowed:
-            self.pool.give_back(buffer, halo, self.active)
+            self.pool.give_back(buffer, halo, self.footprint)
         self._borrowed.clear()
 
     def _is_raw(self, x: Canvas) -> bool:
@@ -246,7 +220,7 @@ class SparseContext:
                       None if x is None else take_tiles(as_canvas(x), self.rows, self.cols, self.grid)
                       for x in inputs]
             out = fn(*values)
-            return tuple(TileResult(o, self) for o in out) if isinstance(out, tuple) else TileResult(out, self)
+            return tuple(map(self.result, out)) if isinstance(out, tuple) else self.result(out)
         out = fn(*(None if x is None else as_canvas(x) for x in inputs))
         if self.all_active:
             return out
@@ -255,12 +229,12 @@ class SparseContext:
     def squeeze_excite(self, unit: SqueezeExcite, x: Canvas) -> torch.Tensor:
         """Channel weights (1, C_kept): the mean over the active tiles, then the FC layers sliced to
         the kept channels."""
-        if isinstance(x, TileResult):
+        if isinstance(x, TileResult) and self.live is None:
             pooled = x.values.mean((0, 2, 3))[None]
         else:
-            canvas = as_canvas(x)
-            active = self.rows.numel() / (self.grid[0] * self.grid[1])
-            pooled = canvas.sum((2, 3)) / (active * canvas.shape[-2] * canvas.shape[-1])
+            canvas = as_canvas(x) if not isinstance(x, TileResult) else None
+            total = x.values.sum((0, 2, 3))[None] if canvas is None else canvas.sum((2, 3))
+            pooled = total / (self._active_share() * x.shape[-2] * x.shape[-1])
         kept = self.kept.get(unit.source.group) if unit.source.group is not None else None
         w1, w2, b2 = unit.fc1.weight, unit.fc2.weight, unit.fc2.bias
         if kept is not None:
@@ -333,7 +307,7 @@ class SparseContext:
         if method == "canvas":
             return self._on_canvas(unit, x, weight, bias, geometry)
         y = self._windows_conv(unit, x, weight, bias, geometry)
-        return TileResult(F.pixel_shuffle(y, unit.shuffle) if unit.shuffle > 1 else y, self)
+        return self.result(F.pixel_shuffle(y, unit.shuffle) if unit.shuffle > 1 else y)
 
     def readout(self, unit: Readout, x: Canvas) -> torch.Tensor:
         """The forecast itself: the readout's tiles added onto the base (``base``, the engine's
@@ -345,7 +319,7 @@ class SparseContext:
             return self.base.add_(self._on_canvas(unit, x, weight, bias, geometry))
         y = self._windows_conv(unit, x, weight, bias, geometry)
         self.accounting.scattered_bytes += y.numel() * y.element_size()
-        return add_tiles_(self.base, y, self.rows, self.cols, self.grid)
+        return add_tiles_(self.base, self.result(y).values, self.rows, self.cols, self.grid)
 
     def _method(self, unit: ConvUnit | Readout, geometry: Geometry) -> str:
         """How to run one layer: gather tile "windows" and convolve them, or convolve the "canvas".
@@ -459,14 +433,23 @@ class SparseEngine:
     loading other weights). ``strategy``: "auto" picks per layer between
     gathering active windows and convolving the channel-sliced canvas (see
     ``SparseContext._method``); "windows" / "canvas" force one (tests, benchmarks).
+    ``shapes``: "dynamic" runs exactly the kept tiles and channels (``nonzero``: host syncs);
+    "static" runs the fixed counts of each operating point (:mod:`.static`: top-k indices, no host
+    sync, the same kernels every step — what a CUDA graph replays). ``pool``: the buffer pool
+    (default: one that fits ``shapes``; :mod:`.graphs` passes a fresh-buffer pool).
     """
 
-    def __init__(self, model: DynaPruner, *, strategy: str = "auto") -> None:
+    def __init__(self, model: DynaPruner, *, strategy: str = "auto", shapes: str = "dynamic",
+                 pool: BufferPool | None = None) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, not {strategy!r}")
-        self.model, self.strategy = model.eval(), strategy
-        self._pool, self._lock = BufferPool(), threading.Lock()
+        if shapes not in SHAPES:
+            raise ValueError(f"shapes must be one of {SHAPES}, not {shapes!r}")
+        self.model, self.strategy, self.shapes = model.eval(), strategy, shapes
+        self._pool = pool if pool is not None else IndexedBufferPool() if shapes == "static" else BufferPool()
+        self._lock = threading.Lock()
         self._folded: dict[int | None, dict[int, tuple[torch.Tensor, torch.Tensor]]] = {}
+        self._plans: dict[tuple, StaticPlan] = {}
 
     def weights(self) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
         """Conv weights with BatchNorm folded in, per block, for the norm level the model holds now:
@@ -477,6 +460,16 @@ class SparseEngine:
                                    for block in self.model.backbone.blocks() if isinstance(block, (ConvUnit, Readout))}
         return self._folded[level]
 
+    def plan(self, size: tuple[int, int], *, data_sparsity: float, model_sparsity: float, policy: str,
+             coverage: bool, content_budget: bool) -> StaticPlan:
+        """The static plan of one operating point on an H × W input, made once (see :func:`.static.plan_for`)."""
+        key = (tuple(size), data_sparsity, model_sparsity, policy, coverage, content_budget)
+        if key not in self._plans:
+            self._plans[key] = plan_for(self.model, tuple(size), data_sparsity=data_sparsity,
+                                        model_sparsity=model_sparsity, policy=policy, coverage=coverage,
+                                        content_budget=content_budget)
+        return self._plans[key]
+
     @torch.no_grad()
     def __call__(self, frames: torch.Tensor, fallback: torch.Tensor, *, data_sparsity: float = 0.0,
                  model_sparsity: float = 0.0, policy: str = "dyna", mask_failure: float = 0.0,
@@ -486,19 +479,24 @@ class SparseEngine:
         as in :meth:`DynaPruner.select_masks`.
         One call at a time (a lock): mask selection loads the norm level its sw needs into the model,
         and the steps share the engine's buffer pool."""
-        model, size = self.model, frames.shape[-2:]
+        model, size, static = self.model, frames.shape[-2:], self.shapes == "static"
+        if static and mask_failure > 0:
+            raise ValueError("mask_failure draws a varying number of tiles: it needs shapes='dynamic'")
+        plan = self.plan(size, data_sparsity=data_sparsity, model_sparsity=model_sparsity, policy=policy,
+                         coverage=coverage is not None, content_budget=content_budget is not None) if static else None
         with self._lock:
             importance_map, _, masks = model.select_masks(frames, fallback, data_sparsity=data_sparsity,
                                                           model_sparsity=model_sparsity, policy=policy,
                                                           mask_failure=mask_failure, coverage=coverage,
-                                                          content_budget=content_budget)
+                                                          content_budget=content_budget, sync_free=static)
             base = model.base(frames, fallback)         # the coarse path runs everywhere, dense
             forecast, accounting, coarse_macs = base.clone(), [], model.coarse_macs(*size)
             for b in range(frames.shape[0]):
-                if masks.tiles is not None and not masks.tiles[b].any():
+                if not static and masks.tiles is not None and not masks.tiles[b].any():
                     accounting.append(Accounting(coarse_macs))  # nothing kept (e.g. no coverage): the base
                     continue
-                ctx = self._context(masks, b, size, frames.device)
+                ctx = (self._static_context(masks, b, plan, frames.device) if static
+                       else self._context(masks, b, size, frames.device))
                 ctx.accounting.macs += coarse_macs
                 ctx.base = forecast[b:b + 1].flatten(1, 2)      # the readout adds its tiles onto it, in place
                 try:
@@ -512,11 +510,14 @@ class SparseEngine:
         tile = self.model.tile_size
         grid = (size[0] // tile, size[1] // tile)
         if masks.tiles is None:
-            rows, cols = (idx.flatten() for idx in torch.meshgrid(
-                torch.arange(grid[0], device=device), torch.arange(grid[1], device=device), indexing="ij"))
-            tile_mask = None
+            (rows, cols), tile_mask = all_tiles(grid, device), None
         else:
             rows, cols = torch.nonzero(masks.tiles[b, 0] > 0, as_tuple=True)
             tile_mask = masks.tiles[b:b + 1].detach()
         kept = {group: torch.nonzero(gate[b] > 0, as_tuple=True)[0] for group, gate in masks.gates.items()}
         return SparseContext(grid, rows, cols, kept, self.weights(), tile_mask, self.strategy, pool=self._pool)
+
+    def _static_context(self, masks: MaskContext, b: int, plan: StaticPlan, device: torch.device) -> SparseContext:
+        index = static_indices(masks, b, plan, device)
+        return SparseContext(plan.grid, index.rows, index.cols, index.kept, self.weights(), index.tile_mask,
+                             self.strategy, live=index.live, indexed=True, pool=self._pool)
