@@ -135,7 +135,7 @@ def _prune(args: argparse.Namespace) -> int:
 
 
 def _runtime_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--engine", default="auto", choices=["auto", "sparse", "masked"],
+    parser.add_argument("--engine", default="auto", choices=["auto", "sparse", "graphed", "blocks", "masked"],
                         help="execute only kept tiles/channels (sparse), the masked dense graph (masked), or the "
                              "one that pays (auto: masked on GPUs; on CPUs the faster, timed per grid and point)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (the GPU if torch sees one)")

@@ -291,9 +291,10 @@ class OperatingConfig(_Strict):
     model_sparsity: float | None = Field(None, ge=0, lt=1, description="share of units pruned; null: the model's "
                                                                         "default point, else 0.7")
     policy: Literal["dyna", "dense", "random", "static"] = "dyna"
-    engine: Literal["auto", "sparse", "masked"] = Field(
-        "auto", description="sparse: only kept tiles and channels run; masked: the dense graph with masks; "
-                            "auto: sparse on CPUs, masked on GPUs (where batch-1 sparse execution is slower)")
+    engine: Literal["auto", "sparse", "graphed", "blocks", "masked"] = Field(
+        "auto", description="sparse: only kept tiles and channels run; graphed: the same at fixed sizes, one CUDA "
+                            "graph per operating point; blocks: kept superblocks with halos through the dense "
+                            "layers; masked: the dense graph with masks; auto: the fastest, timed per grid and point"),
     device: str = DEVICE_FIELD
     threads: int | None = Field(2, ge=1)
     data_budget: Literal["topk", "threshold"] = Field(

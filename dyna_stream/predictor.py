@@ -18,16 +18,25 @@ from .model.checkpoint import Checkpoint
 from .model.masks import ContentBudget
 from .model.operating_point import DATA_BUDGETS
 from .sparse import SparseEngine
+from .sparse.blocks import BlockEngine, has_finite_radius
+from .sparse.graphs import GraphedSteps
 
 log = logging.getLogger(__name__)
-ENGINES = ("auto", "sparse", "masked")
-# What ``engine="auto"`` runs per device type: the sparse engine pays on CPUs; on a GPU at batch 1
-# it is launch-bound and loses to the dense graph (H100: 5–9 ms vs 1.4 ms eager, docs/results.md).
-AUTO_ENGINE = {"cpu": "sparse", "cuda": "masked"}
-# On a CPU "auto" still times both engines on the first window of each grid size and operating
-# point and keeps the faster: on tiny grids (taxi 16×12) the sparse engine's gathers cost more than
-# the MACs they save.
+# The engines (the same forecast; what runs differs): "sparse" only the kept tiles and channels
+# (dynamic shapes); "graphed" the same at the operating point's fixed sizes, one CUDA graph per point
+# on a GPU (dyna_stream.sparse.graphs; eagerly on a CPU); "blocks" the kept superblocks with the
+# receptive field as halo through the dense layers (dyna_stream.sparse.blocks); "masked" the dense
+# training graph with the masks multiplied in (no saving).
+ENGINES = ("auto", "sparse", "graphed", "blocks", "masked")
+# The sparse kind "auto" runs per device type: dynamic shapes pay on CPUs; on a GPU at batch 1 they
+# are launch- and sync-bound (H100: 5–9 ms vs 1.4 ms dense eager, docs/results.md), graphs are not.
+AUTO_ENGINE = {"cpu": "sparse", "cuda": "graphed"}
+# "auto" times that engine, "masked" and (for backbones with a finite receptive radius) "blocks" on
+# the first window of each grid size and operating point and keeps the fastest: on tiny grids
+# (taxi 16×12) the sparse engine's gathers cost more than the MACs they save, and only a profile
+# says where a GPU's graphed step beats its dense one.
 AUTO_TRIALS = 3
+ENGINE_BUILDERS = {"sparse": SparseEngine, "graphed": GraphedSteps, "blocks": BlockEngine}
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
@@ -84,9 +93,9 @@ class Predictor:
     checkpoint : a loaded checkpoint.  data_sparsity, model_sparsity : sd, sw ∈ [0, 1) (None: the
         checkpoint's default point, chosen on validation; 0.7 for checkpoints without one).
     policy : "dyna" (default), "dense", "random" or "static".
-    engine : "sparse" (runs only the kept tiles and channels, see :mod:`dyna_stream.sparse`),
-        "masked" (the dense training graph with masks multiplied in; same numbers, no saving) or
-        "auto" (default: the faster of the two on ``device``, see ``AUTO_ENGINE``).
+    engine : one of ``ENGINES`` (see there): "sparse", "graphed", "blocks", "masked", or "auto"
+        (default: the fastest on ``device`` for each grid and operating point, timed once, see
+        ``AUTO_ENGINE``; ``last_engine`` and the outputs' metadata say which ran).
     device : "cpu", "cuda", "cuda:N" or "auto" (default: the GPU if there is one). The model moves
         there; inputs and outputs stay NumPy arrays on the host.
     mask_failure : share of the kept tiles flipped to pruned at random (robustness experiments only).
@@ -115,8 +124,16 @@ class Predictor:
         self.device = resolve_device(device)
         self.engine = resolve_engine(engine, self.device)
         checkpoint.model.to(self.device)
-        self.sparse = SparseEngine(checkpoint.model) if self.engine == "sparse" else None
-        self.timed_choice = engine == "auto" and self.sparse is not None
+        self.timed_choice = engine == "auto"
+        if mask_failure > 0 and self.engine == "graphed":
+            if not self.timed_choice:
+                raise ConfigError("engine graphed replays fixed masks and cannot draw a random mask failure; "
+                                  "use engine sparse or masked")
+            self.engine = "sparse"
+        self.candidates = (self.engine, "masked") if self.timed_choice else (self.engine,)
+        if self.timed_choice and has_finite_radius(checkpoint.model):
+            self.candidates += ("blocks",)
+        self._engines: dict[str, object] = {}
         self.engine_choices: dict[tuple, dict[str, float]] = {}   # (Hp, Wp, sd, sw, budget) → ms per engine
         self.last_engine = self.engine
         default = checkpoint.operating_point
@@ -270,32 +287,37 @@ class Predictor:
 
     def _run_engine(self, engine: str, frames: torch.Tensor, fallback: torch.Tensor, options: dict) -> tuple:
         """(prediction, executed MACs) of one engine on a batch of one."""
-        if engine == "sparse":
-            prediction = self.sparse(frames[None], fallback[None], **options)
+        if engine != "masked":
+            if engine not in self._engines:
+                self._engines[engine] = ENGINE_BUILDERS[engine](self.checkpoint.model)
+            prediction = self._engines[engine](frames[None], fallback[None], **options)
             return prediction, float(prediction.accounting[0].macs)
         prediction = self.checkpoint.model(frames[None], fallback[None], **options)
         return prediction, float(self.checkpoint.model.macs(prediction)[0])
 
     def _engine_for(self, frames: torch.Tensor, fallback: torch.Tensor, options: dict) -> str:
-        """The engine asked for, or under "auto" on a CPU the faster of the two for this grid size
-        and operating point (both timed once, best of :data:`AUTO_TRIALS` after a warm-up; they
-        compute the same forecast)."""
+        """The engine asked for, or under "auto" the fastest candidate for this grid size and
+        operating point (each timed once, best of :data:`AUTO_TRIALS` after a warm-up; they compute
+        the same forecast)."""
         if not self.timed_choice:
             return self.engine
         key = (*frames.shape[-2:], self.data_sparsity, self.model_sparsity, self.data_budget)
         if key not in self.engine_choices:
             timings = {}
-            for engine in ("sparse", "masked"):
+            sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
+            for engine in self.candidates:
                 self._run_engine(engine, frames, fallback, options)
                 runs = []
                 for _ in range(AUTO_TRIALS):
+                    sync()
                     started = time.perf_counter()
                     self._run_engine(engine, frames, fallback, options)
+                    sync()
                     runs.append((time.perf_counter() - started) * 1e3)
                 timings[engine] = min(runs)
             self.engine_choices[key] = timings
-            log.info("engine auto for grid %dx%d at sd=%.2f sw=%.2f (%s budget): sparse %.1f ms, masked %.1f ms",
-                     *key, timings["sparse"], timings["masked"])
+            log.info("engine auto for grid %dx%d at sd=%.2f sw=%.2f (%s budget): %s; runs %s", *key,
+                     ", ".join(f"{name} {ms:.1f} ms" for name, ms in timings.items()), min(timings, key=timings.get))
         timings = self.engine_choices[key]
         return min(timings, key=timings.get)
 

@@ -59,8 +59,10 @@ PARAMETERS: tuple[Spec, ...] = (
     Spec("data_budget", "topk", "topk: a fixed share of tiles at the controller's sd; threshold: the tiles whose "
          "importance passes the model's calibrated threshold, at most top-k at sd and at least top-k at sd_max",
          choices=("topk", "threshold")),
-    Spec("engine", "auto", "sparse: real sparse execution; masked: the dense graph with masks; auto: masked on "
-         "GPUs, on CPUs the faster of the two (timed per grid and point)", choices=("auto", "sparse", "masked")),
+    Spec("engine", "auto", "sparse: real sparse execution; graphed: the same at fixed sizes, one CUDA graph per "
+         "operating point; blocks: kept superblocks with halos through the dense layers; masked: the dense graph "
+         "with masks; auto: the fastest (timed per grid and point)",
+         choices=("auto", "sparse", "graphed", "blocks", "masked")),
     Spec("device", "auto", "where the model runs: auto (the GPU if torch sees one), cpu, cuda",
          choices=("auto", "cpu", "cuda")),
     Spec("threads", 2, "torch CPU threads for inference", (1, 256)),

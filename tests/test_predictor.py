@@ -35,18 +35,35 @@ def test_auto_on_a_cpu_times_both_engines_once_per_grid_and_point_and_runs_the_f
     first = auto(small)
     auto(small)                                                          # measured once, then reused
     ((key, timings),) = auto.engine_choices.items()
-    assert key == (32, 32, *checkpoint.operating_point, "topk") and set(timings) == {"sparse", "masked"}
+    assert key == (32, 32, *checkpoint.operating_point, "topk") and set(timings) == {"sparse", "masked", "blocks"}
     assert auto.operating_point["engine"] == min(timings, key=timings.get)
     auto.data_sparsity = 0.9
     auto(small)
     assert len(auto.engine_choices) == 2                                  # a new point is timed anew
-    for engine in ("sparse", "masked"):                                   # the same forecast either way
+    for engine in ("sparse", "graphed", "blocks", "masked"):              # the same forecast either way
         fixed = Predictor(checkpoint, engine=engine, device="cpu")(small)
         np.testing.assert_allclose(first.forecast, fixed.forecast, atol=1e-3)
     assert Predictor(checkpoint, engine="sparse", device="cpu").timed_choice is False
 
 
-@pytest.mark.parametrize(("engine", "device", "runs"), [("auto", "cpu", "sparse"), ("auto", "cuda", "masked"),
+def test_auto_leaves_out_the_engines_that_cannot_run():
+    """Blocks need a finite receptive radius (TAU's channel attention reads every kept tile);
+    graphs cannot replay a random mask failure."""
+    from conftest import tiny_dyna
+    from dyna_stream.config import load_config
+    from dyna_stream.data.normalise import Normaliser
+    from dyna_stream.model.checkpoint import Checkpoint
+
+    normaliser = Normaliser((0.0,), (1.0,), "x", None, None)
+    for backbone, blocks in (("tau", False), ("simvp", True)):
+        checkpoint = Checkpoint(tiny_dyna(backbone), load_config(None), normaliser, "radar-fmi", 3, 2, 0.0)
+        assert ("blocks" in Predictor(checkpoint, device="cpu").candidates) is blocks
+    assert "graphed" not in Predictor(checkpoint, device="cuda" if CUDA else "cpu", mask_failure=0.2).candidates
+    with pytest.raises(ConfigError, match="cannot draw a random mask failure"):
+        Predictor(checkpoint, engine="graphed", device="cpu", mask_failure=0.2)
+
+
+@pytest.mark.parametrize(("engine", "device", "runs"), [("auto", "cpu", "sparse"), ("auto", "cuda", "graphed"),
                                                        ("sparse", "cuda", "sparse"), ("masked", "cpu", "masked")])
 def test_engine_resolution(engine, device, runs):
     assert resolve_engine(engine, torch.device(device)) == runs

@@ -225,10 +225,12 @@ def test_bundled_model_sparse_equals_masked_on_real_radar():
     checkpoint = load_checkpoint(BUNDLED_MODEL)
     frames = load_path(BUNDLED_SAMPLE).values[-checkpoint.t_in:]
     for sparsity in SPARSITIES:
-        masked, sparse = (Predictor(checkpoint, data_sparsity=sparsity, model_sparsity=sparsity, engine=engine)(frames)
-                          for engine in ("masked", "sparse"))
-        assert np.abs(sparse.forecast - masked.forecast).max() <= 1e-3     # dBZ; 1e-4 normalised × std
-        assert 0 < (sparse.kept_tiles == 0).mean() or sparsity == 0
+        masked, *others = (Predictor(checkpoint, data_sparsity=sparsity, model_sparsity=sparsity, engine=engine)(frames)
+                           for engine in ("masked", "sparse", "graphed", "blocks"))
+        for other in others:
+            assert np.abs(other.forecast - masked.forecast).max() <= 1e-3     # dBZ; 1e-4 normalised × std
+            assert np.array_equal(other.kept_tiles, masked.kept_tiles)
+        assert 0 < (masked.kept_tiles == 0).mean() or sparsity == 0
 
 
 @pytest.mark.parametrize("backbone", sorted(BACKBONES))

@@ -7,6 +7,7 @@ from dyna_stream.backbones import BACKBONES
 from dyna_stream.model.dynapruner import DynaPruner
 from dyna_stream.model.masks import ContentBudget, keep_count
 from dyna_stream.sparse import SparseEngine
+from dyna_stream.sparse.blocks import BlockEngine, receptive_radius, superblock_costs
 from dyna_stream.sparse.graphs import GraphedSteps
 from dyna_stream.sparse.pools import IndexedBufferPool
 from dyna_stream.sparse.profiling import step_counts
@@ -184,3 +185,45 @@ def test_cuda_graphs_replay_the_dynamic_result(backbone):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert graphed.captures == 2 * len(POINTS) + 1
+
+
+@pytest.mark.parametrize("backbone", ["simvp", "convlstm"])
+@pytest.mark.parametrize("superblock", [None, 1, 2])
+def test_block_strategy_equals_masked(backbone, superblock):
+    """Kept superblocks gathered once with the receptive radius as halo, the masked backbone run on
+    the batch of blocks: the forecast of the masked model over the whole grid."""
+    model = randomised(backbone)
+    engine = BlockEngine(model, superblock=superblock)
+    frames, fallback = inputs(40, 56)
+    for data_sparsity, model_sparsity in POINTS:
+        for extra in ({}, {"coverage": partial_coverage(2, 40, 56)}):
+            masked, blocks = forecasts((model, engine), frames, fallback, data_sparsity=data_sparsity,
+                                       model_sparsity=model_sparsity, **extra)
+            assert (blocks - masked).abs().max() <= 1e-4
+    assert superblock is not None or engine.last_superblock == 0   # a small grid: blocks cost more than it
+
+
+def test_block_halo_is_the_receptive_radius_and_is_needed(monkeypatch):
+    model = randomised("simvp")
+    radius = receptive_radius(model, (40, 56))
+    convs = [b for b in model.backbone.blocks() if b.conv.kernel_size[0] > 1]
+    assert radius >= len(convs)                       # every 3×3 conv reaches at least one pixel
+    engine = BlockEngine(model, superblock=1)
+    frames, fallback = inputs(40, 56)
+    options = {"data_sparsity": 0.3, "model_sparsity": 0.3}
+    exact = engine(frames, fallback, **options)
+    monkeypatch.setattr(engine, "halo_tiles", lambda size: 1)
+    short = engine(frames, fallback, **options)
+    assert (short.forecast - exact.forecast).abs().max() > 1e-3      # a halo short of the radius is wrong
+    assert short.accounting[0].macs < exact.accounting[0].macs      # and the halo is counted as work
+    with pytest.raises(ValueError, match="finite receptive radius"):
+        BlockEngine(randomised("tau"))(*inputs(32, 32, batch=1), data_sparsity=0.5)
+
+
+def test_superblock_costs_pick_compact_regions():
+    tiles = torch.zeros(16, 16)
+    tiles[:2, :2] = 1                                     # one compact storm of 4 tiles
+    costs = superblock_costs(tiles, halo=1)
+    assert costs == {0: 256, 1: 4 * 9, 2: 16, 4: 36, 8: 100}
+    tiles[::4, ::4] = 1                                   # scattered cells: blocks lose to the whole grid
+    assert min(superblock_costs(tiles, halo=3), key=superblock_costs(tiles, halo=3).get) == 0
