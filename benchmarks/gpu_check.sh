@@ -11,7 +11,12 @@
 #            from DATA_ROOT (default ../shared/data), TRAIN_DEVICE (cuda), TRAIN_EPOCHS (12) and FIRST_SEED (0) may be set
 #   efficiency the benchmark of the training stage alone; TRAIN_VARIANTS (default: off st-prune
 #            static-random infobatch) picks the variants
-# Usage: bash benchmarks/gpu_check.sh OUTDIR [tests] [cli] [speedup] [training] [efficiency]   (default: the first three)
+#   graphs   issue 19: the static-shape / CUDA-graph / block tests on the GPU, then
+#            benchmarks/execution_strategies.py on the GPU at the bundled grid and at the full 1 km
+#            FMI grid (needs DATA_ROOT/radar_fmi/20170509, default ../shared/data: carry it to the GPU
+#            machine), JSON to OUTDIR/execution_strategies_cuda.json
+# Usage: bash benchmarks/gpu_check.sh OUTDIR [tests] [cli] [speedup] [training] [efficiency] [graphs]
+#        (default: tests cli speedup)
 # Missing pure-Python dependencies may sit as wheels in .whl/ (installed to /tmp/site).
 set -u
 out=${1:-${OUT:-runs/gpu_check}}
@@ -28,7 +33,8 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,memory.total --f
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
 if [[ " $stages " == *" tests "* ]]; then
     timeout 300 python3 -m pytest -q -p no:cacheprovider -k "cuda or gpu or predictor or stream or control_node" \
-        tests/test_sparse.py tests/test_predictor.py tests/test_stream.py tests/test_control_node.py 2>&1 \
+        tests/test_sparse.py tests/test_static_shapes.py tests/test_predictor.py tests/test_stream.py \
+        tests/test_control_node.py 2>&1 \
         | tee "$out/pytest.txt" | tail -15
 fi
 if [[ " $stages " == *" cli "* ]]; then
@@ -45,6 +51,13 @@ if [[ " $stages " == *" speedup "* ]]; then
         timeout 240 python3 benchmarks/sparse_speedup.py --device cuda --runs 50 --strategy "$strategy" "${extra[@]}" \
             --json "$out/sparse_speedup_cuda_$strategy.json" 2>&1 | tee "$out/sparse_speedup_cuda_$strategy.txt"
     done
+fi
+if [[ " $stages " == *" graphs "* ]]; then
+    timeout 300 python3 -m pytest -q -p no:cacheprovider tests/test_static_shapes.py 2>&1 \
+        | tee "$out/pytest_graphs.txt" | tail -5
+    timeout 400 python3 benchmarks/execution_strategies.py --device cuda --runs 50 \
+        ${DATA_ROOT:+--data-root "$DATA_ROOT"} --json "$out/execution_strategies_cuda.json" 2>&1 \
+        | grep -v USDT | tee "$out/execution_strategies_cuda.txt"
 fi
 if [[ " $stages " == *" training "* ]]; then
     timeout 150 python3 -m pytest -q -p no:cacheprovider -k "gpu" tests/test_training.py 2>&1 \

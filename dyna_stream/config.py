@@ -294,7 +294,7 @@ class OperatingConfig(_Strict):
     engine: Literal["auto", "sparse", "graphed", "blocks", "masked"] = Field(
         "auto", description="sparse: only kept tiles and channels run; graphed: the same at fixed sizes, one CUDA "
                             "graph per operating point; blocks: kept superblocks with halos through the dense "
-                            "layers; masked: the dense graph with masks; auto: the fastest, timed per grid and point"),
+                            "layers; masked: the dense graph with masks; auto: the fastest, timed per grid and point")
     device: str = DEVICE_FIELD
     threads: int | None = Field(2, ge=1)
     data_budget: Literal["topk", "threshold"] = Field(

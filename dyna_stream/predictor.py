@@ -31,10 +31,12 @@ ENGINES = ("auto", "sparse", "graphed", "blocks", "masked")
 # The sparse kind "auto" runs per device type: dynamic shapes pay on CPUs; on a GPU at batch 1 they
 # are launch- and sync-bound (H100: 5–9 ms vs 1.4 ms dense eager, docs/results.md), graphs are not.
 AUTO_ENGINE = {"cpu": "sparse", "cuda": "graphed"}
-# "auto" times that engine, "masked" and (for backbones with a finite receptive radius) "blocks" on
-# the first window of each grid size and operating point and keeps the fastest: on tiny grids
-# (taxi 16×12) the sparse engine's gathers cost more than the MACs they save, and only a profile
-# says where a GPU's graphed step beats its dense one.
+# "auto" times that engine, "masked" and, on a GPU, "blocks" (for backbones with a finite receptive
+# radius) on the first window of each grid size and operating point and keeps the fastest: on tiny
+# grids (taxi 16×12) the sparse engine's gathers cost more than the MACs they save, and only a
+# profile says where a GPU's graphed step beats its dense one. On CPUs blocks never won
+# (benchmarks/execution_strategies.py: 0.8–1.3× dense where sparse ran 2.6–10×): not timed there.
+AUTO_BLOCKS = {"cpu": False, "cuda": True}
 AUTO_TRIALS = 3
 ENGINE_BUILDERS = {"sparse": SparseEngine, "graphed": GraphedSteps, "blocks": BlockEngine}
 
@@ -94,8 +96,8 @@ class Predictor:
         checkpoint's default point, chosen on validation; 0.7 for checkpoints without one).
     policy : "dyna" (default), "dense", "random" or "static".
     engine : one of ``ENGINES`` (see there): "sparse", "graphed", "blocks", "masked", or "auto"
-        (default: the fastest on ``device`` for each grid and operating point, timed once, see
-        ``AUTO_ENGINE``; ``last_engine`` and the outputs' metadata say which ran).
+        (default: the fastest of ``candidates`` on ``device`` for each grid and operating point,
+        timed once, see ``AUTO_ENGINE``; ``last_engine`` and the outputs' metadata say which ran).
     device : "cpu", "cuda", "cuda:N" or "auto" (default: the GPU if there is one). The model moves
         there; inputs and outputs stay NumPy arrays on the host.
     mask_failure : share of the kept tiles flipped to pruned at random (robustness experiments only).
@@ -131,7 +133,7 @@ class Predictor:
                                   "use engine sparse or masked")
             self.engine = "sparse"
         self.candidates = (self.engine, "masked") if self.timed_choice else (self.engine,)
-        if self.timed_choice and has_finite_radius(checkpoint.model):
+        if self.timed_choice and AUTO_BLOCKS[self.device.type] and has_finite_radius(checkpoint.model):
             self.candidates += ("blocks",)
         self._engines: dict[str, object] = {}
         self.engine_choices: dict[tuple, dict[str, float]] = {}   # (Hp, Wp, sd, sw, budget) → ms per engine

@@ -2,6 +2,7 @@
 the masked model, fixed sizes, no host syncs, and never a stale graph."""
 import pytest
 import torch
+from test_sparse import randomised
 
 from dyna_stream.backbones import BACKBONES
 from dyna_stream.model.dynapruner import DynaPruner
@@ -13,7 +14,6 @@ from dyna_stream.sparse.pools import IndexedBufferPool
 from dyna_stream.sparse.profiling import step_counts
 
 from conftest import leveled
-from test_sparse import randomised
 
 POINTS = [(0.0, 0.0), (0.3, 0.7), (0.7, 0.7), (0.9, 0.5), (0.5, 0.0)]
 
@@ -83,9 +83,12 @@ def test_static_step_makes_no_host_sync_where_the_dynamic_one_does():
     model, _ = leveled("simvp")              # norm levels too: choosing one must not read the device
     frames, fallback = inputs(batch=1)
     coverage = partial_coverage(batch=1)
-    counts = {shapes: step_counts(lambda e=SparseEngine(model, shapes=shapes): e(
-        frames, fallback, data_sparsity=0.7, model_sparsity=0.5, coverage=coverage,
-        content_budget=ContentBudget(0.5)), torch.device("cpu")) for shapes in ("dynamic", "static")}
+    counts = {}
+    for shapes in ("dynamic", "static"):
+        engine = SparseEngine(model, shapes=shapes)
+        counts[shapes] = step_counts(lambda: engine(frames, fallback, data_sparsity=0.7, model_sparsity=0.5,  # noqa: B023
+                                                    coverage=coverage, content_budget=ContentBudget(0.5)),
+                                     torch.device("cpu"))
     assert counts["static"].host_syncs == 0
     assert counts["dynamic"].host_syncs >= 3       # nonzero for the tiles and each gated group
     assert counts["static"].operators > 0
@@ -106,7 +109,8 @@ def test_static_sizes_do_not_follow_the_content():
         assert (static - masked).abs().max() <= 1e-4
     sizes = {(ctx.rows.numel(), tuple(k.numel() for k in ctx.kept.values())) for ctx in contexts}
     assert len(sizes) == 1
-    assert contexts[0].live is None and contexts[2].live.sum() == 0 and 0 < contexts[1].live.sum() < contexts[1].rows.numel()
+    full, partial, none = contexts
+    assert full.live is None and none.live.sum() == 0 and 0 < partial.live.sum() < partial.rows.numel()
 
 
 def test_indexed_pool_clears_the_previous_tiles_by_index():

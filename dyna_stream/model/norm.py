@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -77,11 +78,13 @@ class NormLevels:
     levels: torch.Tensor
     stats: torch.Tensor
 
+    def __post_init__(self) -> None:
+        self._host_levels = self.levels.detach().cpu().numpy().astype(np.float32)
+
     def nearest(self, model_sparsity: float) -> int:
-        """Index of the level nearest to sw (the first of two as near), decided on the host: no device
-        sync, so a graphed step can choose its level."""
-        levels = self.levels.tolist()
-        return min(range(len(levels)), key=lambda index: abs(levels[index] - model_sparsity))
+        """Index of the level nearest to sw (the first of two as near, in float32), decided on a host
+        copy of the levels: no device sync, so a graphed step can choose its level."""
+        return int(np.argmin(np.abs(self._host_levels - np.float32(model_sparsity))))
 
     def to_payload(self) -> dict[str, torch.Tensor]:
         return {"levels": self.levels.cpu(), "stats": self.stats.cpu()}

@@ -13,7 +13,6 @@ runs dense: it is cheap). Batch 1 per call; larger batches loop.
 from __future__ import annotations
 
 import threading
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
