@@ -157,6 +157,26 @@ def test_patch_samples_are_trained_on_and_scored_one_by_one(tmp_path):
     assert checkpoint.metrics["history"][-1]["kept"] == len(samples)
 
 
+def test_multi_source_patches_are_cut_per_grid_and_ranked_together(tmp_path):
+    """Sources on different grids (FMI, KNMI, MRMS regions): each cut on its own grid, one sample
+    set, complexity ranked over every source at once (a calm source below a stormy one), and an
+    ST-Prune run trains on patches of both."""
+    config = pruning_config(tmp_path, "train.sample_pruning=st-prune", "train.epochs=2", "train.sample_unit=patch",
+                            "train.crop=16", "train.patch_stride=16")
+    stormy, calm = moving_storms(frames=12, height=32, width=48), moving_storms(frames=12, height=32, width=32, seed=3)
+    calm.values[:] = calm.fill_value                                 # no echo at all
+    data = prepare_data(config, 8, train_series=[stormy, calm], val_series=stormy)
+    samples = training_samples(config.train, data.train)
+    first, second = samples.parts
+    assert (first.patches_per_window, second.patches_per_window) == (6, 4)
+    assert len(samples) == len(data.train.parts[0]) * 6 + len(data.train.parts[1]) * 4
+    assert torch.equal(samples[len(first)]["frames"], second[0]["frames"])      # the second source starts there
+    complexity = sample_complexity(samples)
+    assert complexity.shape == (len(samples),) and complexity[len(first):].max() < complexity[:len(first)].max()
+    checkpoint = load_checkpoint(train(config, progress=False, data=data))
+    assert checkpoint.metrics["history"][-1]["kept"] == len(samples)
+
+
 def test_scores_follow_the_real_losses_of_training(tmp_path):
     config = pruning_config(tmp_path, "train.sample_pruning=st-prune", "train.epochs=2")
     data = storm_data(config)

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import ConfigError
-from .windows import WindowDataset
+from .windows import ConcatWindows, WindowDataset
 
 
 def patch_origins(size: int, crop: int, stride: int) -> list[int]:
@@ -66,3 +66,40 @@ class PatchWindows(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         window, patch = self.locate(index)
         return self.windows.item(window, self._boxes[patch])
+
+
+class ConcatPatches(Dataset):
+    """The patches of a multi-source window set (:class:`~.windows.ConcatWindows`): each part cut on
+    its own grid by :class:`PatchWindows`, the parts' samples one after another (sample i is sample
+    ``i − offset[p]`` of part p)."""
+
+    def __init__(self, windows: ConcatWindows, *, crop: int, stride: int) -> None:
+        self.parts = [PatchWindows(part, crop=crop, stride=stride) for part in windows.parts]
+        self.offsets = np.cumsum([0] + [len(part) for part in self.parts])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        part = int(np.searchsorted(self.offsets, index, side="right") - 1)
+        return self.parts[part][index - int(self.offsets[part])]
+
+
+def patch_samples(windows: WindowDataset | ConcatWindows, *, crop: int, stride: int) -> PatchWindows | ConcatPatches:
+    """The patches of one window set or of a multi-source one."""
+    if isinstance(windows, ConcatWindows):
+        return ConcatPatches(windows, crop=crop, stride=stride)
+    return PatchWindows(windows, crop=crop, stride=stride)
+
+
+def regions(samples) -> list[tuple[WindowDataset, np.ndarray]]:
+    """Every training sample as (window set, its (P, 4) boxes) per part, in sample order: a part's
+    samples are its windows × its boxes, window-major (windows themselves: one box, the whole grid)."""
+    if isinstance(samples, ConcatPatches):
+        return [(part.windows, part.boxes()) for part in samples.parts]
+    if isinstance(samples, PatchWindows):
+        return [(samples.windows, samples.boxes())]
+    parts = samples.parts if isinstance(samples, ConcatWindows) else [samples]
+    return [(part, np.array([[0, 0, *part.padded_shape]])) for part in parts]

@@ -25,12 +25,12 @@ import numpy as np
 import torch
 
 from ..config import TrainConfig
-from ..data.patches import PatchWindows
-from ..data.windows import WindowDataset
+from ..data.patches import ConcatPatches, PatchWindows, regions
+from ..data.windows import ConcatWindows, WindowDataset
 
 log = logging.getLogger(__name__)
 MIN_WINDOWS = 8          # fewer training samples than this: pruning falls back to full data
-Samples = WindowDataset | PatchWindows      # a training sample: a window, or one patch of a window
+Samples = WindowDataset | ConcatWindows | PatchWindows | ConcatPatches   # windows, or patches of windows
 
 
 @dataclass
@@ -50,12 +50,9 @@ def sample_complexity(samples: Samples) -> np.ndarray:
     patch of a window): the mean of the rank-normalised temporal change energy (mean squared
     frame-to-frame change) and spatial gradient energy (mean squared neighbour difference) over
     the sample's input and target frames and pixels, valid cells only. Computed once, O(T·H·W)."""
-    if isinstance(samples, PatchWindows):
-        windows, boxes = samples.windows, samples.boxes()
-    else:
-        windows, boxes = samples, np.array([[0, 0, *samples.padded_shape]])
-    temporal, spatial = region_energies(windows, boxes)
-    return 0.5 * (rank01(temporal.ravel()) + rank01(spatial.ravel()))
+    energies = [region_energies(windows, boxes) for windows, boxes in regions(samples)]
+    temporal, spatial = (np.concatenate([energy[i].ravel() for energy in energies]) for i in (0, 1))
+    return 0.5 * (rank01(temporal) + rank01(spatial))      # ranked over every source together
 
 
 def region_energies(data: WindowDataset, boxes: np.ndarray, *, chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from ..config import RunConfig, TrainConfig
 from ..data.normalise import Normaliser
-from ..data.patches import PatchWindows
+from ..data.patches import patch_samples
 from ..data.registry import dataset_for, get_dataset, load_parts
 from ..data.series import Series
 from ..data.windows import ConcatWindows, WindowDataset, random_crop_flip, window_set
@@ -28,7 +28,7 @@ from ..model.loss import LossWeights, TaskObjective, dyna_loss
 from ..predictor import resolve_device
 from .calibration import calibrate_norm_levels
 from .distributed import SINGLE_PROCESS, Distributed, from_environment
-from .sample_pruning import make_pruner
+from .sample_pruning import Samples, make_pruner
 from .teacher import Distillation, start_from
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def _as_parts(series: Series | list[Series] | None) -> list[Series] | None:
     return None if series is None else list(series) if isinstance(series, list | tuple) else [series]
 
 
-def training_samples(config: TrainConfig, windows: WindowDataset) -> WindowDataset | PatchWindows:
+def training_samples(config: TrainConfig, windows: WindowDataset | ConcatWindows) -> Samples:
     """What the training loops draw from and sample pruning scores (``train.sample_unit``): the
     windows themselves, or their patches of ``train.crop`` pixels at ``train.patch_stride`` (default:
     half the crop, in whole tiles)."""
@@ -71,7 +71,7 @@ def training_samples(config: TrainConfig, windows: WindowDataset) -> WindowDatas
         return windows
     tile = windows.multiple
     stride = config.patch_stride or max(tile, config.crop // 2 // tile * tile)
-    return PatchWindows(windows, crop=config.crop, stride=stride)
+    return patch_samples(windows, crop=config.crop, stride=stride)
 
 
 def task_objective(config: TrainConfig, normaliser: Normaliser) -> TaskObjective:
@@ -97,12 +97,12 @@ def _seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _batch(data: WindowDataset | PatchWindows, size: int, crop: int, multiple: int, generator: torch.Generator) -> dict:
+def _batch(data: Samples, size: int, crop: int, multiple: int, generator: torch.Generator) -> dict:
     indices = torch.randint(0, len(data), (size,), generator=generator).tolist()
     return _batch_of(data, indices, crop, multiple, generator)
 
 
-def _batch_of(data: WindowDataset | PatchWindows, indices, crop: int, multiple: int,
+def _batch_of(data: Samples, indices, crop: int, multiple: int,
               generator: torch.Generator) -> dict:
     items = [random_crop_flip(data[int(i)], crop, multiple, generator) for i in indices]
     return {key: torch.stack([item[key] for item in items]) for key in items[0]}
