@@ -3,8 +3,9 @@
 model, seed and number of epochs, one after another in this process — plus full data for fewer
 epochs (as many samples seen as ST-Prune), the cheapest way to spend the same compute.
 
-    python benchmarks/training_efficiency.py [--datasets radar-fmi radar-multi taxi-nyc] [--seeds 3] [--epochs taxi-nyc=240]
-                                             [--set train.sample_unit=patch …] [--out docs/benchmarks/…]
+    python benchmarks/training_efficiency.py [--datasets radar-fmi radar-multi taxi-nyc] [--seeds 3]
+                                             [--epochs taxi-nyc=240] [--set train.sample_unit=patch …]
+                                             [--out docs/benchmarks/…]
     python benchmarks/training_efficiency.py --merge A.json B.json --out C     # seeds run apart, one record
 
 Reports per variant: training wall time (optimisation + sample selection, validation excluded),
