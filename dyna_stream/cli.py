@@ -136,8 +136,9 @@ def _prune(args: argparse.Namespace) -> int:
 
 def _runtime_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine", default="auto", choices=["auto", "sparse", "graphed", "blocks", "masked"],
-                        help="execute only kept tiles/channels (sparse), the masked dense graph (masked), or the "
-                             "one that pays (auto: masked on GPUs; on CPUs the faster, timed per grid and point)")
+                        help="execute only kept tiles/channels (sparse), the same at fixed sizes as one CUDA graph "
+                             "per point (graphed), kept superblocks through the dense layers (blocks), the masked "
+                             "dense graph (masked), or the fastest of them (auto, timed per grid and point)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (the GPU if torch sees one)")
 
 

@@ -98,12 +98,18 @@ def test_engine_shared_by_threads_gives_each_call_its_own_result():
         assert torch.equal(forecast, alone[sparsity])
 
 
-@pytest.mark.parametrize("backbone", sorted(BACKBONES))
-def test_static_and_dense_policies_match_too(backbone):
-    model = randomised(backbone)
+def with_static_gates(model: DynaPruner) -> dict[str, torch.Tensor]:
+    """Give ``model`` random fixed (MP) gates, each group keeping its first unit and about half; returns them."""
     gates = {name: (torch.rand(size) < 0.5).float().index_fill_(0, torch.tensor([0]), 1.0)
              for name, size in model.backbone.groups.items()}
     model.set_static_gates(gates)
+    return gates
+
+
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+def test_static_and_dense_policies_match_too(backbone):
+    model = randomised(backbone)
+    with_static_gates(model)
     frames, fallback = torch.randn(1, 3, 1, 32, 32), torch.randn(1, 2, 1, 32, 32)
     for policy in ("static", "dense"):
         assert_equivalent(model, frames, fallback, 0.0, 0.0, policy)

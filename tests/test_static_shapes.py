@@ -2,7 +2,7 @@
 the masked model, fixed sizes, no host syncs, and never a stale graph."""
 import pytest
 import torch
-from test_sparse import randomised
+from test_sparse import randomised, with_static_gates
 
 from dyna_stream.backbones import BACKBONES
 from dyna_stream.model.dynapruner import DynaPruner
@@ -61,9 +61,7 @@ def test_static_equals_dynamic_equals_masked(backbone, policy, strategy):
 @pytest.mark.parametrize("backbone", sorted(BACKBONES))
 def test_static_plans_fix_the_sizes_and_mp_dense_policies_match(backbone):
     model = randomised(backbone)
-    gates = {name: (torch.rand(size) < 0.5).float().index_fill_(0, torch.tensor([0]), 1.0)
-             for name, size in model.backbone.groups.items()}
-    model.set_static_gates(gates)
+    gates = with_static_gates(model)
     engine = SparseEngine(model, shapes="static")
     plan = engine.plan((48, 64), data_sparsity=0.7, model_sparsity=0.5, policy="dyna", coverage=True,
                        content_budget=False)

@@ -11,17 +11,21 @@ import torch
 import torch.nn.functional as F
 
 
-def keep_count(total: int, sparsity: float) -> int:
-    """Units or tiles kept at ``sparsity`` ∈ [0, 1): ⌈(1 − sparsity)·total⌉, at least 1."""
+def check_sparsity(sparsity: float) -> None:
     if not 0.0 <= sparsity < 1.0:
         raise ValueError(f"sparsity must be in [0, 1), got {sparsity}; 0 keeps everything, 0.9 keeps 10%")
+
+
+def keep_count(total: int, sparsity: float) -> int:
+    """Units or tiles kept at ``sparsity`` ∈ [0, 1): ⌈(1 − sparsity)·total⌉, at least 1."""
+    check_sparsity(sparsity)
     return max(1, math.ceil((1.0 - sparsity) * total - 1e-9))
 
 
 def keep_counts(totals: torch.Tensor, sparsity: float) -> torch.Tensor:
     """:func:`keep_count` of each of ``totals`` (B,) as a tensor, 0 where the total is 0; computed on
     the device (float64, the same rounding as the scalar), so selecting masks needs no host sync."""
-    keep_count(1, sparsity)                                      # the range check
+    check_sparsity(sparsity)
     kept = torch.ceil((1.0 - sparsity) * totals.to(torch.float64) - 1e-9).clamp_min(1).to(torch.long)
     return torch.where(totals > 0, kept, torch.zeros_like(kept))
 

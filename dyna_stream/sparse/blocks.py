@@ -154,6 +154,5 @@ class BlockEngine:
 def _dense_macs(backbone, ctx: MaskContext, batch: int) -> int:
     """The MACs the dense layers executed on ``batch`` inputs of the sizes ``ctx`` recorded (no mask
     saves any: they run on every pixel and channel)."""
-    executed = MaskContext()
-    executed._runs = ctx._runs
+    executed = MaskContext(_runs=ctx._runs)          # the calls recorded, without their masks
     return int(backbone.macs(executed, batch, torch.device("cpu")).sum())

@@ -231,8 +231,7 @@ class SparseContext:
         if isinstance(x, TileResult) and self.live is None:
             pooled = x.values.mean((0, 2, 3))[None]
         else:
-            canvas = as_canvas(x) if not isinstance(x, TileResult) else None
-            total = x.values.sum((0, 2, 3))[None] if canvas is None else canvas.sum((2, 3))
+            total = x.values.sum((0, 2, 3))[None] if isinstance(x, TileResult) else as_canvas(x).sum((2, 3))
             pooled = total / (self._active_share() * x.shape[-2] * x.shape[-1])
         kept = self.kept.get(unit.source.group) if unit.source.group is not None else None
         w1, w2, b2 = unit.fc1.weight, unit.fc2.weight, unit.fc2.bias

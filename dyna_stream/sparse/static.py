@@ -59,7 +59,7 @@ def plan_for(model: DynaPruner, size: tuple[int, int], *, data_sparsity: float, 
              policy: str, coverage: bool, content_budget: bool) -> StaticPlan:
     """The plan of one operating point for an H × W input (``size``); ``coverage`` / ``content_budget``:
     whether the step gets a coverage map / a content budget (both may keep fewer tiles than top-k)."""
-    if policy in ("dyna",) and model.gate_mode != "topk":
+    if policy == "dyna" and model.gate_mode != "topk":
         raise ValueError(f"static shapes need top-k channel gates; this model's gate_mode "
                          f"{model.gate_mode!r} keeps a varying number of units (use the dynamic engine)")
     tile = model.tile_size
