@@ -1,4 +1,6 @@
 """Windowing, normalisation, padding and augmentation."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -54,3 +56,17 @@ def test_crop_flip_moves_every_array_together(storms):
         assert crop["frames"].shape[-2:] == (16, 16)
         # persistence fallback equals the last input frame after any crop/flip
         torch.testing.assert_close(crop["fallback"][0], crop["frames"][-1])
+
+
+def test_a_series_played_backwards_reverses_frames_and_masks_and_keeps_time_labels(storms):
+    backwards = storms.time_reversed()
+    np.testing.assert_array_equal(backwards.values, storms.values[::-1])
+    np.testing.assert_array_equal(backwards.valid, storms.valid[::-1])
+    np.testing.assert_array_equal(backwards.times, storms.times)          # ascending, regular
+    assert backwards.values.flags.c_contiguous and "time-reversed" in backwards.name
+    windows = WindowDataset(backwards, t_in=4, t_out=3, normaliser=Normaliser.fit(storms), fallback="persistence",
+                            multiple=16)
+    np.testing.assert_array_equal(windows.physical(0)["target"], storms.values[::-1][4:7])
+    np.testing.assert_array_equal(backwards.time_reversed().values, storms.values)
+    with pytest.raises(DataError, match="history frames"):
+        replace(storms, context_frames=2).time_reversed()

@@ -58,6 +58,18 @@ class Series:
         return replace(self, values=self.values[start:stop], valid=self.valid[start:stop],
                        times=self.times[start:stop], context_frames=max(0, min(self.context_frames, stop) - start))
 
+    def time_reversed(self) -> Series:
+        """The frames played backwards (copies): a decaying storm becomes a growing one and its motion
+        turns around, which tells whether a model leans on the intensity trend of the events it was
+        trained on (``benchmarks/growth_and_decay.py``). The time labels stay ascending (frame k keeps
+        label k): a window needs only their regular step. Refused for a series with history frames,
+        whose cycles (a day, a week) would run the wrong way."""
+        if self.context_frames:
+            raise DataError(f"{self.name}: a series with {self.context_frames} history frames (seasonal data) "
+                            "cannot be played backwards")
+        return replace(self, values=np.ascontiguousarray(self.values[::-1]),
+                       valid=np.ascontiguousarray(self.valid[::-1]), name=f"{self.name}, time-reversed")
+
 
 def from_array(values: np.ndarray, *, units: str, name: str, fill_value: float = 0.0,
                times: np.ndarray | None = None) -> Series:
