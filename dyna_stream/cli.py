@@ -185,11 +185,15 @@ def _data_budget_arg(parser: argparse.ArgumentParser) -> None:
 def _predict_args(parser: argparse.ArgumentParser) -> None:
     from .assets import BUNDLED_MODEL, BUNDLED_SAMPLE
     from .data.gridded_files import LAYOUTS
+    from .data.reflectivity import TO_DBZ
 
     parser.add_argument("--checkpoint", default=str(BUNDLED_MODEL), help="model (default: the bundled radar model)")
     parser.add_argument("--input", default=str(BUNDLED_SAMPLE),
-                        help="a folder of FMI radar files or a .npy/.npz/.nc/.h5 array file "
+                        help="a folder of FMI, KNMI or NOAA MRMS radar files or of ODIM_H5 composites (OPERA and "
+                             "most European services), or a .npy/.npz/.nc/.h5 array file "
                              "(default: the bundled radar sample)")
+    parser.add_argument("--input-units", choices=sorted(TO_DBZ),
+                        help="an array's units when not the model's dBZ: mm/h = rain rate (Marshall-Palmer)")
     parser.add_argument("--variable", help="variable name inside --input (netCDF, HDF5, npz)")
     parser.add_argument("--layout", default="auto", choices=LAYOUTS,
                         help="axes of an array input (auto: 3 axes THW, 4 axes TCHW; THWC: channel-last)")
@@ -218,7 +222,7 @@ def _predict(args: argparse.Namespace) -> int:
                              data_sparsity=args.sd, model_sparsity=args.sw, policy=args.policy,
                              engine=args.engine, device=args.device, pixel_km=args.pixel_km,
                              step_minutes=args.step_minutes, layout=args.layout, refit_norm=args.refit_norm,
-                             data_budget=args.data_budget):
+                             data_budget=args.data_budget, input_units=args.input_units):
         print(path)
     return 0
 

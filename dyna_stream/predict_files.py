@@ -23,14 +23,16 @@ def predict_file(checkpoint: str | Path, input_path: str | Path, *, out_dir: str
                  model_sparsity: float | None = None,
                  policy: str = "dyna", engine: str = "auto", device: str = "auto", pixel_km: float | None = None,
                  step_minutes: float | None = None, layout: str = "auto", refit_norm: bool = False,
-                 data_budget: str = "topk") -> list[Path]:
+                 data_budget: str = "topk", input_units: str | None = None) -> list[Path]:
     """Forecast from the last T_in frames of ``input_path``; returns the files written.
 
     ``data_sparsity`` / ``model_sparsity``: sd, sw (None: the model's default point, chosen on
     validation). ``pixel_km`` / ``step_minutes``: the input's grid (default: what the file says, else the model's);
     see :class:`~dyna_stream.predictor.Predictor`. ``layout``: an array file's axes ("auto", "THW",
-    "TCHW", "THWC"). ``refit_norm``: normalise with statistics of the whole input file (the user's
-    history) instead of the training data's, for data of the same kind on another scale.
+    "TCHW", "THWC"). ``input_units``: an array's units when not the model's ("mm/h" rain rate for the
+    radar model, see :data:`~dyna_stream.data.reflectivity.TO_DBZ`). ``refit_norm``: normalise with
+    statistics of the whole input file (the user's history) instead of the training data's, for data
+    of the same kind on another scale.
 
     Writes ``forecast.npz`` (forecast (T_out, C, H, W)
     and fallback in physical units, NaN where the input had no measurement; importance (H, W),
@@ -40,7 +42,8 @@ def predict_file(checkpoint: str | Path, input_path: str | Path, *, out_dir: str
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise DataError(f"--out {out_dir} is a file; name a folder (it is created if missing)")
     ckpt = load_checkpoint(checkpoint)
-    series = load_path(input_path, variable, units=ckpt.normaliser.units, fill_value=ckpt.fill_value, layout=layout)
+    series = load_path(input_path, variable, units=ckpt.normaliser.units, fill_value=ckpt.fill_value, layout=layout,
+                       input_units=input_units)
     if len(series) < ckpt.input_frames:
         raise DataError(f"{input_path}: {len(series)} frames, the model needs the latest {ckpt.input_frames}")
     try:

@@ -187,3 +187,68 @@ def test_predict_says_what_it_did_in_one_line(tmp_path, caplog):
     assert main(["predict", "--sd", "0.7", "--out", str(tmp_path)]) == 0
     told = [r.message for r in caplog.records if r.message.startswith("forecast: ")][-1]
     assert "% of the covered area at sd=0.7 sw=0.5" in told                 # --sd alone keeps the model's sw
+
+
+def test_predict_reads_a_folder_of_knmi_files_with_its_own_times_and_pixels(tmp_path, data_root):
+    """A folder is told apart by its file names: KNMI's HDF5 accumulations forecast like FMI's PGMs."""
+    event = tmp_path / "knmi"
+    event.mkdir()
+    for path in sorted((data_root / "radar_knmi" / "20100826").glob("RAD_NL25_RAP_5min_*.h5"))[-7:]:
+        (event / path.name).symlink_to(path)
+    assert main(["-q", "predict", "--input", str(event), "--out", str(tmp_path / "o")]) == 0
+    with np.load(tmp_path / "o" / "forecast.npz") as result:
+        assert result["forecast"].shape == (6, 1, 765 // 4, 700 // 4)       # 1 km → the model's 4 km
+        assert list(result["input_times"])[-1] == "2010-08-26T07:35"        # from the files, not invented
+        coverage = result["coverage"]
+        assert 0.15 < coverage.mean() < 0.4                     # KNMI: ~74 % of the rectangle has no radar
+        assert np.isnan(result["forecast"][:, 0][:, ~coverage]).all()
+
+
+def test_a_folder_of_no_known_service_or_of_two_is_refused_in_one_line(tmp_path, data_root):
+    fmi = next(iter(sorted(BUNDLED_SAMPLE.glob("*.pgm.gz"))))
+    knmi = next(iter(sorted((data_root / "radar_knmi" / "20100826").glob("*.h5"))))
+    for name, files in (("other", []), ("mixed", [fmi, knmi])):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "notes.txt").write_text("not radar")
+        for path in files:
+            (folder / path.name).symlink_to(path)
+    assert "no radar files of a service read here (FMI, KNMI, NOAA MRMS, ODIM_H5)" in _predict_error(
+        tmp_path, "--input", str(tmp_path / "other"))
+    assert "holds files of FMI and KNMI" in _predict_error(tmp_path, "--input", str(tmp_path / "mixed"))
+
+
+def test_predict_takes_rain_rates_with_input_units(tmp_path):
+    """mm/h into the dBZ model: the same forecast as the same field given in dBZ (Marshall-Palmer)."""
+    from dyna_stream.data.reflectivity import MARSHALL_PALMER, MIN_RAIN_MM_H, rate_to_dbz
+    from dyna_stream.data.registry import load_path
+
+    series = load_path(BUNDLED_SAMPLE)
+    a, b = MARSHALL_PALMER
+    rate = np.where(series.values > rate_to_dbz(np.float32(MIN_RAIN_MM_H)), (10 ** (series.values / 10) / a) ** (1 / b),
+                    0.0)
+    rate = np.where(series.valid, rate, np.nan).astype(np.float32)                        # NaN: no radar
+    dbz = np.where(series.valid, rate_to_dbz(np.nan_to_num(rate)), np.nan).astype(np.float32)
+    np.save(tmp_path / "rate.npy", rate)
+    np.save(tmp_path / "dbz.npy", dbz)
+    for name, extra in (("rate", ["--input-units", "mm/h"]), ("dbz", [])):
+        assert main(["-q", "predict", "--input", str(tmp_path / f"{name}.npy"), *extra, "--pixel-km", "4",
+                     "--out", str(tmp_path / name)]) == 0
+    with np.load(tmp_path / "rate" / "forecast.npz") as from_rate, np.load(tmp_path / "dbz" / "forecast.npz") as direct:
+        np.testing.assert_array_equal(from_rate["coverage"], direct["coverage"])
+        np.testing.assert_allclose(from_rate["forecast"], direct["forecast"], atol=1e-3)
+    assert "a radar folder says its own units" in _predict_error(tmp_path, "--input-units", "mm/h")
+
+
+def test_input_units_convert_only_radar_and_only_known_units(tmp_path):
+    from dyna_stream.data.reflectivity import to_dbz
+    from dyna_stream.data.registry import load_path
+    from dyna_stream.errors import DataError
+
+    np.save(tmp_path / "rate.npy", np.ones((7, 8, 8), np.float32))
+    with pytest.raises(DataError, match="only radar converts"):
+        load_path(tmp_path / "rate.npy", units="K", input_units="mm/h")
+    with pytest.raises(DataError, match=r"choose one of \['dBZ', 'mm/h'\]"):
+        to_dbz(np.ones(3), np.ones(3, bool), "inch/h")
+    converted = load_path(tmp_path / "rate.npy", units="dBZ", fill_value=-32.0, input_units="mm/h")
+    np.testing.assert_allclose(converted.values, 10 * np.log10(200.0), atol=1e-4)         # 1 mm/h = 23.0 dBZ

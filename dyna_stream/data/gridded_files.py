@@ -9,6 +9,12 @@ import numpy as np
 from ..errors import DataError
 
 
+def attribute_text(value) -> str:
+    """An HDF5 string attribute (bytes, numpy bytes or a one-element array) as str."""
+    value = np.asarray(value).ravel()[0] if np.ndim(value) else value
+    return value.decode("ascii", "replace") if isinstance(value, bytes | np.bytes_) else str(value)
+
+
 def _read_npy(path: Path, variable: str | None) -> np.ndarray:
     if variable is not None:
         raise DataError(f"{path.name}: a .npy file holds one unnamed array, so --variable {variable!r} cannot "

@@ -17,13 +17,13 @@ from ..errors import DataError
 from .reflectivity import NO_ECHO_DBZ, check_regular, downsample, event_files
 from .series import Series
 
-__all__ = ["NO_ECHO_DBZ", "downsample", "read_pgm", "dn_to_dbz", "list_frames", "load_event"]
+__all__ = ["FILE_PATTERN", "NO_ECHO_DBZ", "downsample", "read_pgm", "dn_to_dbz", "list_frames", "load_event"]
 
 NODATA_DN = 255
 MAX_DBZ = (254 - 64) / 2.0   # the largest reflectivity the 8-bit scale can hold
 STEP_MINUTES = 5
 PIXEL_KM = 1.0            # native pixel size of the composite
-_TIMESTAMP = re.compile(r"^(\d{12})_fmi\.radar.*\.pgm(\.gz)?$")
+FILE_PATTERN = re.compile(r"^(\d{12})_fmi\.radar.*\.pgm(\.gz)?$")
 
 
 def read_pgm(path: str | Path) -> tuple[np.ndarray, dict[str, str]]:
@@ -74,7 +74,7 @@ def dn_to_dbz(dn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def frame_time(path: Path) -> datetime:
-    match = _TIMESTAMP.match(path.name)
+    match = FILE_PATTERN.match(path.name)
     if not match:
         raise DataError(f"{path.name}: not an FMI radar file name (YYYYMMDDHHMM_fmi.radar...pgm.gz)")
     return datetime.strptime(match.group(1), "%Y%m%d%H%M")
@@ -82,7 +82,7 @@ def frame_time(path: Path) -> datetime:
 
 def list_frames(folder: str | Path) -> list[Path]:
     """The radar files of one event, in time order; raises if the folder has none or has gaps."""
-    files = event_files(folder, _TIMESTAMP, "FMI radar", "YYYYMMDDHHMM_fmi.radar...pgm.gz", "radar_fmi")
+    files = event_files(folder, FILE_PATTERN, "FMI radar", "YYYYMMDDHHMM_fmi.radar...pgm.gz", "radar_fmi")
     check_regular([frame_time(p) for p in files], STEP_MINUTES, str(folder))
     return files
 

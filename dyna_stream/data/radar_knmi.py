@@ -15,20 +15,15 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from .gridded_files import attribute_text
 from .reflectivity import NO_ECHO_DBZ, check_regular, downsample, event_files, rate_to_dbz
 from .series import Series
 
 STEP_MINUTES = 5
 PIXEL_KM = 1.0
 IMAGE = "image1/image_data"
-_FILE_NAME = re.compile(r"^RAD_NL25_RA[PC]_5min_(\d{12})\.h5$")
+FILE_PATTERN = re.compile(r"^RAD_NL25_RA[PC]_5min_(\d{12})\.h5$")
 _CALIBRATION = re.compile(r"GEO\s*=\s*([-+0-9.eE]+)\s*\*\s*PV\s*([-+]\s*[0-9.eE]+)?")
-
-
-def _text(value) -> str:
-    """An HDF5 string attribute (bytes, numpy bytes or a one-element array) as str."""
-    value = np.asarray(value).ravel()[0] if np.ndim(value) else value
-    return value.decode("ascii", "replace") if isinstance(value, bytes | np.bytes_) else str(value)
 
 
 def read_frame(path: str | Path) -> tuple[np.ndarray, np.ndarray, datetime]:
@@ -42,11 +37,11 @@ def read_frame(path: str | Path) -> tuple[np.ndarray, np.ndarray, datetime]:
         with h5py.File(path, "r") as handle:
             raw = handle[IMAGE][()]
             calibration = handle["image1/calibration"].attrs
-            formula = _text(calibration["calibration_formulas"])
+            formula = attribute_text(calibration["calibration_formulas"])
             missing = {int(np.ravel(calibration[key])[0]) for key in
                        ("calibration_missing_data", "calibration_out_of_image") if key in calibration}
-            end = _text(handle["overview"].attrs["product_datetime_end"])
-            quantity = _text(handle["image1"].attrs.get("image_geo_parameter", b"?"))
+            end = attribute_text(handle["overview"].attrs["product_datetime_end"])
+            quantity = attribute_text(handle["image1"].attrs.get("image_geo_parameter", b"?"))
     except (OSError, KeyError) as exc:
         raise DataError(f"{path.name}: not a KNMI radar HDF5 file ({exc}); it needs {IMAGE}, "
                         "image1/calibration and overview/product_datetime_end") from None
@@ -67,7 +62,7 @@ def read_frame(path: str | Path) -> tuple[np.ndarray, np.ndarray, datetime]:
 
 def list_frames(folder: str | Path) -> list[Path]:
     """The KNMI files of one event, in time order; raises if the folder has none."""
-    return event_files(folder, _FILE_NAME, "KNMI radar", "RAD_NL25_RAP_5min_YYYYMMDDHHMM.h5", "radar_knmi")
+    return event_files(folder, FILE_PATTERN, "KNMI radar", "RAD_NL25_RAP_5min_YYYYMMDDHHMM.h5", "radar_knmi")
 
 
 def load_event(folder: str | Path, *, downsample_factor: int = 4) -> Series:

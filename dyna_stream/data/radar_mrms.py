@@ -29,7 +29,7 @@ from .series import Series
 NATIVE_STEP_MINUTES = 2
 PIXEL_KM = 1.0                  # 0.01°: 1.11 km north-south, 0.64–1.04 km east-west over the US
 NO_COVERAGE = -3.0
-_FILE_NAME = re.compile(r"^PrecipRate_00\.00_(\d{8}-\d{6})\.grib2(\.gz)?$")
+FILE_PATTERN = re.compile(r"^PrecipRate_00\.00_(\d{8}-\d{6})\.grib2(\.gz)?$")
 _PRODUCT = (209, 6, 1)          # discipline, parameterCategory, parameterNumber of PrecipRate
 
 
@@ -91,7 +91,7 @@ def read_frame(path: str | Path, box: Box | None = None) -> tuple[np.ndarray, np
 
 def list_frames(folder: str | Path) -> list[Path]:
     """The MRMS files of one event, in time order; raises if the folder has none."""
-    return event_files(folder, _FILE_NAME, "MRMS", "PrecipRate_00.00_YYYYMMDD-HHMMSS.grib2", "radar_mrms")
+    return event_files(folder, FILE_PATTERN, "MRMS", "PrecipRate_00.00_YYYYMMDD-HHMMSS.grib2", "radar_mrms")
 
 
 def resample_in_time(frames: np.ndarray, valid: np.ndarray, times: list[datetime], step_minutes: float

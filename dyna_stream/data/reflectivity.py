@@ -7,6 +7,7 @@ Shapes: (H, W) or (..., H, W) arrays; dBZ float32; validity bool of the same sha
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,22 @@ def rate_to_dbz(rate_mm_h: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         dbz = 10.0 * np.log10(a * np.maximum(rate, MIN_RAIN_MM_H) ** b)
     return np.where(rate >= MIN_RAIN_MM_H, dbz, NO_ECHO_DBZ).astype(np.float32)
+
+
+TO_DBZ: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "dBZ": lambda dbz: np.asarray(dbz, np.float32),
+    "mm/h": rate_to_dbz,           # rain rate, Marshall–Palmer (most services' rate products: MRMS, OPERA RATE)
+}
+
+
+def to_dbz(values: np.ndarray, valid: np.ndarray, units: str) -> np.ndarray:
+    """``values`` in ``units`` (a key of :data:`TO_DBZ`) → dBZ on the ``valid`` cells, no echo elsewhere."""
+    try:
+        convert = TO_DBZ[units]
+    except KeyError:
+        raise DataError(f"input units {units!r} cannot be turned into reflectivity; choose one of "
+                        f"{sorted(TO_DBZ)}") from None
+    return np.where(valid, convert(np.where(valid, values, 0.0)), np.float32(NO_ECHO_DBZ)).astype(np.float32)
 
 
 def dbz_to_z(dbz: np.ndarray) -> np.ndarray:
