@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -12,6 +12,7 @@ from .data.reflectivity import reflectivity_adapter
 from .data.registry import DATASETS
 from .data.regrid import GridAdapter, check_step, grid_factor
 from .data.seasonal import seasonal_frames, starting_forecast
+from .data.series import Series
 from .data.windows import model_input, pad_to_multiple
 from .errors import ConfigError, DataError
 from .model.checkpoint import Checkpoint
@@ -22,6 +23,27 @@ from .sparse.blocks import BlockEngine, has_finite_radius
 from .sparse.graphs import GraphedSteps
 
 log = logging.getLogger(__name__)
+
+
+def grid_adapter(checkpoint: Checkpoint, factor: int) -> GridAdapter:
+    """Input grid ``factor`` times finer ↔ the checkpoint's grid: block means in linear Z for
+    reflectivity, plain means otherwise."""
+    return (reflectivity_adapter(factor) if checkpoint.normaliser.units == "dBZ"
+            else GridAdapter(factor, checkpoint.fill_value))
+
+
+def on_model_grid(series: Series, checkpoint: Checkpoint) -> Series:
+    """``series`` on the checkpoint's grid: a whole factor finer is block-averaged onto it (see
+    :func:`grid_adapter`); another time step, a coarser or an uneven pixel size is refused (DataError);
+    an unknown size or step on either side is taken as the model's."""
+    check_step(series.step_minutes, checkpoint.step_minutes)
+    factor = grid_factor(series.pixel_km, checkpoint.pixel_km)
+    if factor == 1:
+        return series
+    values, valid = grid_adapter(checkpoint, factor).to_model(series.values, series.valid)
+    log.info("%s: %g km pixels block-averaged ×%d onto the model's %g km grid", series.name, series.pixel_km,
+             factor, checkpoint.pixel_km)
+    return replace(series, values=values, valid=valid, pixel_km=checkpoint.pixel_km)
 # The engines (the same forecast; what runs differs): "sparse" only the kept tiles and channels
 # (dynamic shapes); "graphed" the same at the operating point's fixed sizes, one CUDA graph per point
 # on a GPU (dyna_stream.sparse.graphs; eagerly on a CPU); "blocks" the kept superblocks with the
@@ -119,9 +141,7 @@ class Predictor:
                  input_step_minutes: float | None = None, data_budget: str = "topk",
                  max_data_sparsity: float = 0.99) -> None:
         check_step(input_step_minutes, checkpoint.step_minutes)
-        factor = grid_factor(input_pixel_km, checkpoint.pixel_km)
-        self.grid = (reflectivity_adapter(factor) if checkpoint.normaliser.units == "dBZ"
-                     else GridAdapter(factor, checkpoint.fill_value))
+        self.grid = grid_adapter(checkpoint, grid_factor(input_pixel_km, checkpoint.pixel_km))
         self.checkpoint, self.policy, self.mask_failure = checkpoint, policy, mask_failure
         self.device = resolve_device(device)
         self.engine = resolve_engine(engine, self.device)

@@ -120,3 +120,32 @@ def test_an_odim_folder_at_another_step_is_refused_by_predict(tmp_path, knmi_fra
         write_odim(tmp_path / "slow" / f"frame_{k}.h5", dbz, valid, time + timedelta(minutes=15 * k))
     assert main(["-q", "predict", "--input", str(tmp_path / "slow"), "--out", str(tmp_path / "o")]) == 2
     assert not (tmp_path / "o").exists()
+
+
+def test_eval_scores_an_odim_folder_on_the_model_grid_like_the_knmi_folder(tmp_path, data_root):
+    """`eval --dataset FOLDER` at 1 km: block-averaged onto the model's 4 km grid, never run at 1 km."""
+    import json
+
+    from dyna_stream.assets import BUNDLED_MODEL
+
+    files = radar_knmi.list_frames(data_root / KNMI_EVENT)[-20:]
+    for name in ("odim", "knmi", "coarse"):
+        (tmp_path / name).mkdir()
+    for path in files:
+        dbz, valid, time = radar_knmi.read_frame(path)
+        write_odim(tmp_path / "odim" / f"{time:%Y%m%d%H%M}.h5", dbz, valid, time, quantity="ACRR")
+        write_odim(tmp_path / "coarse" / f"{time:%Y%m%d%H%M}.h5", dbz[:90, :90], valid[:90, :90], time,
+                   pixel_m=(3000.0, 3000.0))
+        (tmp_path / "knmi" / path.name).symlink_to(path)
+    scores = {}
+    for name in ("odim", "knmi"):
+        assert main(["-q", "eval", "--checkpoint", str(BUNDLED_MODEL), "--dataset", str(tmp_path / name),
+                     "--splits", "0.1", "0.1", "--sparsities", "0.7", "--out", str(tmp_path / f"report_{name}")]) == 0
+        report = json.loads((tmp_path / f"report_{name}" / "report.json").read_text())
+        scores[name] = {row["label"]: row["metrics"]["mse_mean"] for row in report["rows"]}
+    assert scores["odim"].keys() == scores["knmi"].keys() and len(scores["odim"]) >= 3
+    for label, mse in scores["knmi"].items():
+        assert abs(scores["odim"][label] - mse) <= 1e-3 * mse, label
+    assert main(["-q", "eval", "--checkpoint", str(BUNDLED_MODEL), "--dataset", str(tmp_path / "coarse"),
+                 "--splits", "0.1", "0.1", "--out", str(tmp_path / "report_coarse")]) == 2
+    assert not (tmp_path / "report_coarse").exists()

@@ -7,7 +7,7 @@ from ..data.registry import DATASETS, DatasetSpec, get_dataset, load_parts, regi
 from ..data.user_files import FileSource
 from ..errors import DataError
 from ..model.checkpoint import load_checkpoint
-from ..predictor import resolve_device, resolve_engine
+from ..predictor import on_model_grid, resolve_device, resolve_engine
 from .report import build_report, evaluate_entries, importance_panel, standard_entries, write_report
 
 FIGURE_NAME = "importance.png"
@@ -20,8 +20,10 @@ def run_evaluation(checkpoint: str | Path, *, dense: str | Path | None = None, m
                    layout: str = "auto", splits: tuple[float, float] = (0.7, 0.15)) -> Path:
     """Returns the path of the Markdown report (JSON and PNG beside it). ``dataset``: score on this
     data set's split instead of the checkpoint's own (same units and window; e.g. a radar model on
-    radar from another service), or on a user's file or FMI radar folder (``variable``, ``layout``;
-    split in time by ``splits``, see :class:`~dyna_stream.data.user_files.FileSource`)."""
+    radar from another service), or on a user's file or radar folder (``variable``, ``layout``;
+    split in time by ``splits``, see :class:`~dyna_stream.data.user_files.FileSource`). A file whose
+    pixels are a whole factor finer than the model's is block-averaged onto its grid
+    (:func:`~dyna_stream.predictor.on_model_grid`); another step or pixel size is refused."""
     resolved = resolve_device(device)
     engine, device = resolve_engine(engine, resolved), str(resolved)
     dyna = load_checkpoint(checkpoint)
@@ -38,7 +40,8 @@ def run_evaluation(checkpoint: str | Path, *, dense: str | Path | None = None, m
     if (spec.t_in, spec.t_out) != (dyna.t_in, dyna.t_out):
         raise DataError(f"{spec.name} forecasts {spec.t_in} → {spec.t_out} frames; the checkpoint "
                         f"{dyna.t_in} → {dyna.t_out}")
-    series = load_parts(spec.name, split, data_root if data_root is not None else dyna.config.data.root)
+    series = [on_model_grid(part, dyna) for part in
+              load_parts(spec.name, split, data_root if data_root is not None else dyna.config.data.root)]
     if series[0].units != dyna.normaliser.units:
         raise DataError(f"{spec.name} is in {series[0].units}; the checkpoint was trained on {dyna.normaliser.units}")
     entries = standard_entries(dyna, dense=loaded.get("dense"), mp=loaded.get("MP"), sparsities=sparsities,
