@@ -218,6 +218,7 @@ def table(results: dict) -> str:
                             for label in ("", "final-epoch ")[:len(prefixes)])
         lines += [f"### {name} ({unit}, {result['epochs']} epochs{device}, "
                   f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}, MSE in ({result['units']})²)",
+                  *_settings_line(result.get("settings")),
                   "", f"| variant | train time s | speed-up | pruner overhead | samples seen | {scores} |",
                   "|---" * (5 + 4 * len(prefixes)) + "|"]
         for variant, row in result["rows"].items():
@@ -229,6 +230,15 @@ def table(results: dict) -> str:
                          + " | ".join(_scores(row, prefix) for prefix in prefixes) + " |")
         lines += ["", *(_versus(result["rows"], "st-prune", "static-random", prefix) for prefix in prefixes), ""]
     return "\n".join(line for line in lines if line is not None)
+
+
+def _settings_line(settings: dict | None) -> list[str]:
+    """The pruning settings the record ran with, as one line (none for records without them)."""
+    if not settings:
+        return []
+    return ["", f"Sample pruning: keep ratio r = {settings['keep_ratio']:g}, quantile {settings['prune_quantile']:g}, "
+                f"complexity weight α = {settings['complexity_weight']:g}, anneal {settings['anneal_fraction']:g}, "
+                f"batch {settings['batch_size']}, policy {settings['policy']}."]
 
 
 def _versus(rows: dict, variant: str, other: str, prefix: str) -> str | None:
