@@ -17,7 +17,6 @@ onto the model's grid); an event's frames must share one grid and one regular ti
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import numpy as np
 
 from ..errors import DataError
 from .gridded_files import attribute_text
-from .reflectivity import NO_ECHO_DBZ, check_regular, rate_to_dbz
+from .reflectivity import NO_ECHO_DBZ, TO_DBZ, check_regular
 from .series import Series
 
 SUFFIXES = (".h5", ".hdf", ".hdf5")
@@ -46,13 +45,8 @@ def _accumulation_hours(what, name: str) -> float:
     return (end - start).total_seconds() / 3600.0
 
 
-TO_DBZ: dict[str, Callable[[np.ndarray, object, str], np.ndarray]] = {
-    # quantity → physical values (float64, valid cells) → dBZ; what = the dataset's what group
-    "DBZH": lambda values, what, name: values,
-    "TH": lambda values, what, name: values,
-    "RATE": lambda values, what, name: rate_to_dbz(values),
-    "ACRR": lambda values, what, name: rate_to_dbz(values / _accumulation_hours(what, name)),
-}
+QUANTITY_UNITS = {"DBZH": "dBZ", "TH": "dBZ", "RATE": "mm/h",
+                  "ACRR": "mm/h"}    # ACRR: mm, divided by its interval in hours first
 
 
 def is_odim(path: Path) -> bool:
@@ -75,7 +69,7 @@ def holds(files: list[Path], looked_at: int = 3) -> bool:
 
 def _field(handle, name: str):
     """(data array, its what-attributes merged over the dataset's, the dataset's what) of the first
-    dataset/data pair whose quantity is in :data:`TO_DBZ`."""
+    dataset/data pair whose quantity is in :data:`QUANTITY_UNITS`."""
     seen = []
     for key in sorted(k for k in handle if k.startswith("dataset")):
         dataset = handle[key]
@@ -83,11 +77,11 @@ def _field(handle, name: str):
         for data_key in sorted(k for k in dataset if k.startswith("data") and "data" in dataset[k]):
             attrs = {**inherited, **(dict(dataset[data_key]["what"].attrs) if "what" in dataset[data_key] else {})}
             quantity = attribute_text(attrs.get("quantity", b"?"))
-            if quantity in TO_DBZ:
+            if quantity in QUANTITY_UNITS:
                 return dataset[data_key]["data"][()], attrs, quantity, dataset.get("what", handle["what"])
             seen.append(quantity)
     raise DataError(f"{name}: no reflectivity or rain field (found {sorted(set(seen)) or 'none'}; "
-                    f"read: {sorted(TO_DBZ)})")
+                    f"read: {sorted(QUANTITY_UNITS)})")
 
 
 def read_frame(path: str | Path) -> tuple[np.ndarray, np.ndarray, datetime, float]:
@@ -112,14 +106,15 @@ def read_frame(path: str | Path) -> tuple[np.ndarray, np.ndarray, datetime, floa
             scales = [float(np.ravel(where.attrs[key])[0]) for key in ("xscale", "yscale")]
             if time is None:
                 raise DataError(f"{path.name}: /what has no date and time")
-            accumulation = TO_DBZ[quantity]
             gain, offset = float(attrs.get("gain", 1.0)), float(attrs.get("offset", 0.0))
             nodata, undetect = attrs.get("nodata"), attrs.get("undetect")
             valid = np.ones(raw.shape, bool) if nodata is None else raw != nodata
             echo = valid if undetect is None else valid & (raw != undetect)
-            values = raw.astype(np.float64) * gain + offset
+            values = raw[echo].astype(np.float64) * gain + offset
+            if quantity == "ACRR":
+                values = values / _accumulation_hours(product_what, path.name)
             dbz = np.full(raw.shape, NO_ECHO_DBZ, np.float32)
-            dbz[echo] = accumulation(values[echo], product_what, path.name)
+            dbz[echo] = TO_DBZ[QUANTITY_UNITS[quantity]](values)
     except (OSError, KeyError, ValueError) as exc:
         raise DataError(f"{path.name}: not a readable ODIM_H5 composite ({exc})") from None
     if raw.ndim != 2:

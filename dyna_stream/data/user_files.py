@@ -77,8 +77,9 @@ def _read(source: FileSource) -> Series:
 def load_path(path: str | Path, variable: str | None = None, *, units: str = "", fill_value: float = 0.0,
               layout: str = "auto", input_units: str | None = None) -> Series:
     """Any user input: a folder of one radar service's files (:data:`RADAR_FOLDERS`, told apart by
-    their names), or an array file in ``layout`` (see :func:`~dyna_stream.data.gridded_files.to_tchw`:
-    (T, H, W), (T, C, H, W) or channel-last (T, H, W, C)) in ``units``. ``input_units`` ("mm/h": rain
+    their names or, for ODIM_H5, their header), or an array file in ``layout`` (see
+    :func:`~dyna_stream.data.gridded_files.to_tchw`: (T, H, W), (T, C, H, W) or channel-last
+    (T, H, W, C)) in ``units``. ``input_units`` ("mm/h": rain
     rate): an array in other units than the model's dBZ, converted on its valid (non-NaN) cells."""
     path = Path(path)
     if path.is_dir():
@@ -97,7 +98,7 @@ def load_path(path: str | Path, variable: str | None = None, *, units: str = "",
 
 
 def radar_folder(folder: Path) -> Series:
-    """The event in ``folder`` from the one service whose file names it holds; one clear line when
+    """The event in ``folder`` from the one service whose files it holds; one clear line when
     it holds none (naming what is read) or the files of several."""
     files = sorted(folder.iterdir())
     services = [service for service, (holds, _) in RADAR_FOLDERS.items() if holds(files)]
