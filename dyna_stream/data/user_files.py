@@ -79,8 +79,8 @@ def load_path(path: str | Path, variable: str | None = None, *, units: str = "",
     """Any user input: a folder of one radar service's files (:data:`RADAR_FOLDERS`, told apart by
     their names or, for ODIM_H5, their header), or an array file in ``layout`` (see
     :func:`~dyna_stream.data.gridded_files.to_tchw`: (T, H, W), (T, C, H, W) or channel-last
-    (T, H, W, C)) in ``units``. ``input_units`` ("mm/h": rain
-    rate): an array in other units than the model's dBZ, converted on its valid (non-NaN) cells."""
+    (T, H, W, C)) in ``units``. ``input_units`` ("mm/h": rain rate): an array in other units than the
+    model's dBZ, converted on its valid (non-NaN) cells."""
     path = Path(path)
     if path.is_dir():
         if input_units not in (None, "dBZ"):
