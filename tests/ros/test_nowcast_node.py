@@ -38,8 +38,12 @@ def set_parameter(node, executor, name: str, value: float | int | str):
                    str: ("PARAMETER_STRING", "string_value")}[type(value)]
     typed = ParameterValue(type=getattr(ParameterType, kind), **{field: value})
     request = SetParameters.Request(parameters=[Parameter(name=name, value=typed)])
-    future = client.call_async(request)
-    assert spin_until(executor, future.done, 10.0)
+    for _ in range(3):        # a request sent before the server's reader matched ours is lost: send it again
+        future = client.call_async(request)
+        if spin_until(executor, future.done, 10.0):
+            break
+        client.remove_pending_request(future)
+    assert future.done(), f"no answer to setting {name} in 3 tries"
     node.destroy_client(client)
     return future.result().results[0]
 
