@@ -202,7 +202,8 @@ def _predict_args(parser: argparse.ArgumentParser) -> None:
                         "arrays: default the model's). A whole factor finer is averaged onto the model's grid "
                         "and back; anything else is refused")
     parser.add_argument("--step-minutes", type=float, help="minutes between the input's frames (default: the "
-                        "file's, else the model's); another step than the model's is refused")
+                        "file's, else the model's); a finer step (or ≤ 25 %% coarser) is put on the model's, a "
+                        "coarser one refused")
     parser.add_argument("--refit-norm", action="store_true", help="normalise with the input file's own statistics "
                         "(data of the model's kind on another scale, e.g. a quieter city)")
     parser.add_argument("--sd", type=float, help="data sparsity (share of tiles pruned; default: the model's "

@@ -270,6 +270,9 @@ class InputConfig(_Strict):
     curve: CurveConfig | None = None
     pixel_km: float | None = Field(None, gt=0, description="the frames' pixel size, km; null: the model's. "
                                    "A whole factor finer is averaged onto the model's grid and back")
+    step_minutes: float | None = Field(None, gt=0, description="minutes between the sensor's frames; null: the "
+                                       "model's. A whole fraction of the model's step (1 or 2.5 min into 5) "
+                                       "feeds every k-th frame back from the newest; anything else is refused")
 
 
 class OutputConfig(_Strict):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from .data.registry import load_path
 from .errors import DataError
 from .evaluate.figures import forecast_strip, importance_figure
 from .model.checkpoint import load_checkpoint
-from .predictor import Predictor
+from .predictor import Predictor, on_model_step
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +28,9 @@ def predict_file(checkpoint: str | Path, input_path: str | Path, *, out_dir: str
     """Forecast from the last T_in frames of ``input_path``; returns the files written.
 
     ``data_sparsity`` / ``model_sparsity``: sd, sw (None: the model's default point, chosen on
-    validation). ``pixel_km`` / ``step_minutes``: the input's grid (default: what the file says, else the model's);
-    see :class:`~dyna_stream.predictor.Predictor`. ``layout``: an array file's axes ("auto", "THW",
+    validation). ``pixel_km`` / ``step_minutes``: the input's grid and step (default: what the file says, else
+    the model's); see :class:`~dyna_stream.predictor.Predictor`; a finer step is put on the model's first
+    (:func:`~dyna_stream.predictor.on_model_step`). ``layout``: an array file's axes ("auto", "THW",
     "TCHW", "THWC"). ``input_units``: an array's units when not the model's ("mm/h" rain rate for the
     radar model, see :data:`~dyna_stream.data.reflectivity.TO_DBZ`). ``refit_norm``: normalise with
     statistics of the whole input file (the user's history) instead of the training data's, for data
@@ -44,8 +46,15 @@ def predict_file(checkpoint: str | Path, input_path: str | Path, *, out_dir: str
     ckpt = load_checkpoint(checkpoint)
     series = load_path(input_path, variable, units=ckpt.normaliser.units, fill_value=ckpt.fill_value, layout=layout,
                        input_units=input_units)
+    if step_minutes is not None:
+        series = replace(series, step_minutes=step_minutes)
+    read, read_step = len(series), series.step_minutes
+    series = on_model_step(series, ckpt)
     if len(series) < ckpt.input_frames:
-        raise DataError(f"{input_path}: {len(series)} frames, the model needs the latest {ckpt.input_frames}")
+        resampled = "" if len(series) == read else \
+            f" (from {read} frames every {read_step:g} min on the model's step)"
+        raise DataError(f"{input_path}: {len(series)} frames{resampled}, the model needs the latest "
+                        f"{ckpt.input_frames}")
     try:
         ckpt.normaliser.check_channels(series.shape[1])
     except DataError as exc:
@@ -69,7 +78,7 @@ def predict_file(checkpoint: str | Path, input_path: str | Path, *, out_dir: str
                     Path(input_path).name, ckpt.pixel_km)
     predictor = Predictor(ckpt, data_sparsity=data_sparsity, model_sparsity=model_sparsity, policy=policy,
                           engine=engine, device=device, input_pixel_km=pixel_km, data_budget=data_budget,
-                          input_step_minutes=step_minutes if step_minutes is not None else series.step_minutes)
+                          input_step_minutes=series.step_minutes)
     data_sparsity, model_sparsity = predictor.data_sparsity, predictor.model_sparsity   # None: the model's point
     history = series.slice(len(series) - ckpt.input_frames, len(series))   # a seasonal model reads one period back
     window = series.slice(len(series) - ckpt.t_in, len(series))

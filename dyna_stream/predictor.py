@@ -10,7 +10,7 @@ import torch
 
 from .data.reflectivity import reflectivity_adapter
 from .data.registry import DATASETS
-from .data.regrid import GridAdapter, check_step, grid_factor
+from .data.regrid import GridAdapter, check_step, grid_factor, resample_in_time
 from .data.seasonal import seasonal_frames, starting_forecast
 from .data.series import Series
 from .data.windows import model_input, pad_to_multiple
@@ -32,11 +32,34 @@ def grid_adapter(checkpoint: Checkpoint, factor: int) -> GridAdapter:
             else GridAdapter(factor, checkpoint.fill_value))
 
 
+def on_model_step(series: Series, checkpoint: Checkpoint, *, anchor: str = "last") -> Series:
+    """``series`` at the checkpoint's time step: frames at a finer step are picked (a whole ratio: 1 or
+    2.5 min into 5 min) or interpolated between two frames (2 min: linear in Z for reflectivity), counted
+    from the ``anchor`` frame ("last": the newest frame stays the newest, as a forecast needs); a step up
+    to 25 % coarser (BoM's 6 min) is interpolated likewise, a coarser one refused (DataError); an unknown
+    step on either side is taken as the model's."""
+    model_minutes, input_minutes = checkpoint.step_minutes, series.step_minutes
+    if model_minutes is None or input_minutes is None or abs(input_minutes - model_minutes) < 1e-6:
+        return series
+    adapter = grid_adapter(checkpoint, 1)
+    values, valid, positions = resample_in_time(series.values, series.valid, input_minutes, model_minutes,
+                                                anchor=anchor, to_linear=adapter.to_linear,
+                                                from_linear=adapter.from_linear)
+    origin = series.times[0].astype("datetime64[s]")
+    offsets = np.round(positions * input_minutes * 60).astype("timedelta64[s]")
+    times = (origin + offsets).astype("datetime64[m]") if not np.isnat(origin) else series.times[:len(positions)]
+    log.info("%s: %d frames every %g min put on the model's %g-min step (%d frames, ending at the newest)",
+             series.name, len(series), input_minutes, model_minutes, len(positions))
+    return replace(series, values=values, valid=valid, times=times, step_minutes=model_minutes,
+                   context_frames=0)
+
+
 def on_model_grid(series: Series, checkpoint: Checkpoint) -> Series:
-    """``series`` on the checkpoint's grid: a whole factor finer is block-averaged onto it (see
-    :func:`grid_adapter`); another time step, a coarser or an uneven pixel size is refused (DataError);
-    an unknown size or step on either side is taken as the model's."""
-    check_step(series.step_minutes, checkpoint.step_minutes)
+    """``series`` on the checkpoint's grid and step: a whole factor finer is block-averaged onto it (see
+    :func:`grid_adapter`), a finer step put on the model's (:func:`on_model_step`, from the first frame);
+    a much coarser step, a coarser or an uneven pixel size is refused (DataError); an unknown size or step
+    on either side is taken as the model's."""
+    series = on_model_step(series, checkpoint, anchor="first")
     factor = grid_factor(series.pixel_km, checkpoint.pixel_km)
     if factor == 1:
         return series

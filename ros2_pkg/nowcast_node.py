@@ -32,6 +32,7 @@ from dyna_stream.config import ControlConfig
 from dyna_stream.control.controlled import ControlledPredictor, profiled_controller
 from dyna_stream.control.controller import Controller
 from dyna_stream.control.power import PowerMeter, detect_meter
+from dyna_stream.data.regrid import frame_stride
 from dyna_stream.errors import DataError, DynaStreamError
 from dyna_stream.model.checkpoint import load_checkpoint
 from dyna_stream.predictor import Predictor
@@ -159,6 +160,7 @@ class NowcastNode(LifecycleNode):
                             "bundled radar model)")
         torch.set_num_threads(self.param("threads"))
         checkpoint = load_checkpoint(Path(model_path).expanduser())
+        stride = frame_stride(self.param("input_step_minutes") or None, checkpoint.step_minutes)
         predictor = Predictor(checkpoint, policy=self.param("policy"), engine=self.param("engine"),
                               device=self.param("device"), input_pixel_km=self.param("input_pixel_km") or None,
                               data_budget=self.param("data_budget"), max_data_sparsity=self.param("sd_max"))
@@ -175,7 +177,8 @@ class NowcastNode(LifecycleNode):
         grid = (self.param("grid_height"), self.param("grid_width"))
         policy = BufferPolicy(int(self.param("frame_period_s") * 1e9), self.param("max_gap_periods"),
                               self.param("resize"), predictor.input_limits)
-        buffer = RingBuffer(checkpoint.input_frames, checkpoint.model.channels, grid if all(grid) else None, policy)
+        buffer = RingBuffer(checkpoint.input_frames, checkpoint.model.channels, grid if all(grid) else None, policy,
+                            stride=stride)
         return Runtime(ControlledPredictor(predictor, controller, meter), controller, buffer,
                        InputScaling(self.param("input_scale"), self.param("input_offset")),
                        checkpoint.normaliser.units, meter)

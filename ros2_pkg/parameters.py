@@ -45,6 +45,8 @@ PARAMETERS: tuple[Spec, ...] = (
     Spec("input_offset", 0.0, "physical = raw * input_scale + input_offset (FMI radar mono8: -32)", (-1e6, 1e6)),
     Spec("input_pixel_km", 0.0, "the input images' pixel size, km; 0: the model's. A whole factor finer is "
          "averaged onto the model's grid and back; anything else is refused", (0.0, 1000.0)),
+    Spec("input_step_minutes", 0.0, "minutes between the input images; 0: the model's. A whole fraction of the "
+         "model's step feeds every k-th image back from the newest; anything else is refused", (0.0, 1440.0)),
     Spec("input_reliability", "best_effort", "input QoS reliability (sensor-data profile otherwise)",
          choices=RELIABILITY),
     Spec("input_depth", 5, "input QoS history depth", (1, 1000)),

@@ -87,3 +87,29 @@ def storms(tmp_path, monkeypatch):
                         DatasetSpec("storms", "storms", 3, 2, "persistence", (20.0,), _storms))
     (tmp_path / "data" / "storms").mkdir(parents=True)
     return tmp_path / "data"
+
+
+def predict_beside_knmi(tmp_path: Path, files: list[Path], frames: list, write, service: str) -> dict:
+    """``predict`` on a folder of ``service`` files that ``write(folder, dbz, valid, time)`` makes from
+    real KNMI ``frames`` (1 km) and on the KNMI ``files`` themselves (read at 4 km): asserts the same
+    input times and forecast on the model's grid; returns the service's forecast.npz as a dict."""
+    import numpy as np
+
+    from dyna_stream.cli import main
+
+    for name in (service, "knmi"):
+        (tmp_path / name).mkdir()
+    for path, (dbz, valid, time) in zip(files, frames):
+        write(tmp_path / service, dbz, valid, time)
+        (tmp_path / "knmi" / path.name).symlink_to(path)
+    for name in (service, "knmi"):
+        assert main(["-q", "predict", "--input", str(tmp_path / name), "--out", str(tmp_path / f"out_{name}")]) == 0
+    with np.load(tmp_path / f"out_{service}" / "forecast.npz") as read, \
+            np.load(tmp_path / "out_knmi" / "forecast.npz") as knmi:
+        assert list(read["input_times"]) == list(knmi["input_times"])
+        on_model_grid = read["forecast"][:, :, :764:4, ::4]
+        both = np.isfinite(on_model_grid) & np.isfinite(knmi["forecast"])
+        assert both.mean() > 0.2
+        np.testing.assert_allclose(on_model_grid[both], knmi["forecast"][both], atol=1e-2)
+        assert knmi["forecast"].shape == (6, 1, 191, 175)                     # the KNMI reader's 4 km grid
+        return dict(read)

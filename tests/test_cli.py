@@ -128,7 +128,8 @@ def test_eval_scores_a_radar_model_on_another_service(tmp_path, data_root):
 @pytest.mark.parametrize("args, message", [
     (["--pixel-km", "3"], "not a whole fraction of this model's 4 km pixels"),
     (["--pixel-km", "8"], "coarser than this model's 4 km pixels"),
-    (["--step-minutes", "2"], "input frames are 2 min apart"),
+    (["--step-minutes", "10"], "input frames are 10 min apart"),
+    (["--step-minutes", "2"], "5 frames (from 12 frames every 2 min on the model's step), the model needs"),
     (["--input", "/nonexistent/radar"], "input not found"),
     (["--checkpoint", "/nonexistent.pt"], "checkpoint not found"),
     (["--sd", "1.5"], "data sparsity sd must be in [0, 1)"),
@@ -213,7 +214,7 @@ def test_a_folder_of_no_known_service_or_of_two_is_refused_in_one_line(tmp_path,
         (folder / "notes.txt").write_text("not radar")
         for path in files:
             (folder / path.name).symlink_to(path)
-    assert "no radar files of a service read here (FMI, KNMI, NOAA MRMS, ODIM_H5)" in _predict_error(
+    assert "no radar files of a service read here (FMI, KNMI, NOAA MRMS, ODIM_H5, CF netCDF)" in _predict_error(
         tmp_path, "--input", str(tmp_path / "other"))
     assert "holds files of FMI and KNMI" in _predict_error(tmp_path, "--input", str(tmp_path / "mixed"))
 

@@ -11,6 +11,8 @@ from dyna_stream.data import radar_knmi, radar_odim
 from dyna_stream.data.reflectivity import MARSHALL_PALMER, NO_ECHO_DBZ
 from dyna_stream.errors import DataError
 
+from conftest import predict_beside_knmi
+
 KNMI_EVENT = "radar_knmi/20100826"
 
 
@@ -70,24 +72,12 @@ def test_dbzh_and_acrr_composites_read_as_the_knmi_frames_they_were_made_of(tmp_
         assert (read[valid & (dbz <= NO_ECHO_DBZ)] == NO_ECHO_DBZ).all()         # undetect: no echo, not no data
 
 
-def test_predict_forecasts_from_an_odim_folder_as_from_the_knmi_folder(tmp_path, knmi_frames, data_root):
-    files, frames = knmi_frames
-    (tmp_path / "odim").mkdir()
-    (tmp_path / "knmi").mkdir()
-    for path, (dbz, valid, time) in zip(files, frames):
-        write_odim(tmp_path / "odim" / f"T_PAAH_C_TEST_{time:%Y%m%d%H%M%S}.h5", dbz, valid, time, quantity="ACRR")
-        (tmp_path / "knmi" / path.name).symlink_to(path)
-    for name in ("odim", "knmi"):
-        assert main(["-q", "predict", "--input", str(tmp_path / name), "--out", str(tmp_path / f"out_{name}")]) == 0
-    out = {name: tmp_path / f"out_{name}" / "forecast.npz" for name in ("odim", "knmi")}
-    with np.load(out["odim"]) as odim, np.load(out["knmi"]) as knmi:
-        assert odim["forecast"].shape == (6, 1, 765, 700)                     # back on the file's 1 km cells
-        assert knmi["forecast"].shape == (6, 1, 191, 175)                     # the KNMI reader's 4 km grid
-        assert list(odim["input_times"]) == list(knmi["input_times"])
-        on_model_grid = odim["forecast"][:, :, :764:4, ::4]
-        both = np.isfinite(on_model_grid) & np.isfinite(knmi["forecast"])
-        assert both.mean() > 0.2
-        np.testing.assert_allclose(on_model_grid[both], knmi["forecast"][both], atol=1e-2)
+def test_predict_forecasts_from_an_odim_folder_as_from_the_knmi_folder(tmp_path, knmi_frames):
+    def write(folder, dbz, valid, time):
+        write_odim(folder / f"T_PAAH_C_TEST_{time:%Y%m%d%H%M%S}.h5", dbz, valid, time, quantity="ACRR")
+
+    forecast = predict_beside_knmi(tmp_path, *knmi_frames, write, "odim")["forecast"]
+    assert forecast.shape == (6, 1, 765, 700)                                 # back on the file's 1 km cells
 
 
 def test_what_is_not_an_odim_composite_is_refused_in_one_line(tmp_path, knmi_frames):
@@ -149,3 +139,18 @@ def test_eval_scores_an_odim_folder_on_the_model_grid_like_the_knmi_folder(tmp_p
     assert main(["-q", "eval", "--checkpoint", str(BUNDLED_MODEL), "--dataset", str(tmp_path / "coarse"),
                  "--splits", "0.1", "0.1", "--out", str(tmp_path / "report_coarse")]) == 2
     assert not (tmp_path / "report_coarse").exists()
+
+
+def test_pixel_sizes_in_km_and_in_degrees_are_read_as_services_write_them(tmp_path, knmi_frames):
+    """ODIM says metres; MeteoSwiss writes km (1.0) and longitude/latitude composites degrees."""
+    _, frames = knmi_frames
+    dbz, valid, time = frames[0]
+    expected = {"metres": ((2000.0, 2000.0), "+proj=stere +lat_0=90", 2.0),
+                "km": ((1.0, 1.0), "+proj=somerc +lat_0=46.95", 1.0),
+                "degrees": ((0.01, 0.01), "+proj=longlat +ellps=WGS84", 1.112)}
+    for name, (pixel, projdef, pixel_km) in expected.items():
+        path = tmp_path / f"{name}.h5"
+        write_odim(path, dbz, valid, time, pixel_m=pixel)
+        with h5py.File(path, "r+") as handle:
+            handle["where"].attrs["projdef"] = np.bytes_(projdef)
+        assert radar_odim.read_frame(path)[3] == pytest.approx(pixel_km)

@@ -19,6 +19,20 @@ def test_keeps_the_latest_frames_in_order():
     assert buffer.window()[0][0, 0, 0, 0] == 2
 
 
+def test_a_stride_feeds_every_kth_frame_back_from_the_newest():
+    buffer = RingBuffer(3, 1, (2, 2), stride=5)          # a 1-minute sensor into a 5-minute model
+    for t in range(10):
+        buffer.push(np.full((2, 2), t, np.float32), t * SECOND)
+        assert not buffer.full                            # (3 − 1) · 5 + 1 = 11 frames make a window
+    buffer.push(np.full((2, 2), 10, np.float32), 10 * SECOND)
+    frames, stamps = buffer.window()
+    assert buffer.full and frames[:, 0, 0, 0].tolist() == [0, 5, 10] and (stamps // SECOND).tolist() == [0, 5, 10]
+    buffer.push(np.full((2, 2), 11, np.float32), 11 * SECOND)
+    assert buffer.window()[0][:, 0, 0, 0].tolist() == [1, 6, 11]
+    with pytest.raises(ValueError, match="stride must be at least 1"):
+        RingBuffer(3, 1, (2, 2), stride=0)
+
+
 def test_duplicates_and_late_frames_are_dropped():
     buffer = RingBuffer(3, 1, (2, 2))
     buffer.push(np.zeros((2, 2)), 10)

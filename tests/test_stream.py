@@ -369,6 +369,20 @@ def test_node_refuses_frames_at_a_pixel_size_it_cannot_map(tmp_path):
         node.stop()
 
 
+def test_node_feeds_a_faster_sensor_at_the_models_step_and_refuses_a_step_it_cannot(tmp_path):
+    frames_in, forecasts_out = endpoints(tmp_path)
+    base = [f"input.endpoint={frames_in}", f"output.endpoint={forecasts_out}"]
+    for step, match in (("2", "frames every 2 min"), ("10", "frames every 10 min")):
+        config = load_config(None, [*base, f"input.step_minutes={step}"], schema=NodeConfig)
+        with pytest.raises(DataError, match=match):
+            Node(config, context=zmq.Context())
+    node = Node(load_config(None, [*base, "input.step_minutes=2.5"], schema=NodeConfig), context=zmq.Context())
+    try:
+        assert node.pipeline.buffer.stride == 2 and node.pipeline.buffer.length == 11   # (6 − 1) · 2 + 1
+    finally:
+        node.stop()
+
+
 def _serve(tmp_path, *extra, **popen):
     frames_in, forecasts_out = endpoints(tmp_path)
     return subprocess.Popen([sys.executable, "-m", "dyna_stream.cli", "serve", "--set", f"input.endpoint={frames_in}",

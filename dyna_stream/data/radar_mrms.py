@@ -23,7 +23,8 @@ import numpy as np
 
 from ..atomic import write_with
 from ..errors import DataError
-from .reflectivity import NO_ECHO_DBZ, check_regular, downsample, event_files, interpolate_in_time, rate_to_dbz
+from .reflectivity import NO_ECHO_DBZ, check_regular, dbz_to_z, downsample, event_files, rate_to_dbz, z_to_dbz
+from .regrid import resample_in_time
 from .series import Series
 
 NATIVE_STEP_MINUTES = 2
@@ -94,24 +95,6 @@ def list_frames(folder: str | Path) -> list[Path]:
     return event_files(folder, FILE_PATTERN, "MRMS", "PrecipRate_00.00_YYYYMMDD-HHMMSS.grib2", "radar_mrms")
 
 
-def resample_in_time(frames: np.ndarray, valid: np.ndarray, times: list[datetime], step_minutes: float
-                     ) -> tuple[np.ndarray, np.ndarray, list[datetime]]:
-    """Frames (T, H, W) dBZ at regular ``times`` → every ``step_minutes`` from the first time to the
-    last one covered, linear in Z between the two bracketing frames; a cell is valid where both are."""
-    native = (times[1] - times[0]).total_seconds() / 60 if len(times) > 1 else step_minutes
-    span = (times[-1] - times[0]).total_seconds() / 60
-    out_frames, out_valid, out_times = [], [], []
-    for k in range(int(span // step_minutes) + 1):
-        position = k * step_minutes / native
-        before = int(np.floor(position))
-        weight = position - before
-        after = min(before + 1, len(times) - 1)
-        out_frames.append(interpolate_in_time(frames[before], frames[after], weight))
-        out_valid.append(valid[before] & valid[after] if weight else valid[before])
-        out_times.append(times[0] + timedelta(minutes=k * step_minutes))
-    return np.stack(out_frames), np.stack(out_valid), out_times
-
-
 def load_event(folder: str | Path, *, downsample_factor: int = 4, step_minutes: float = 5,
                box: Box | None = None, files: list[Path] | None = None) -> Series:
     """An MRMS event (default: every file of ``folder``) as a dBZ series (T, 1, H/f, W/f) on a
@@ -124,8 +107,10 @@ def load_event(folder: str | Path, *, downsample_factor: int = 4, step_minutes: 
     if (times[-1] - times[0]).total_seconds() / 60 < step_minutes:
         raise DataError(f"{folder}: {len(times)} frames span less than one {step_minutes:g}-min step")
     coarse = [downsample(dbz, valid, downsample_factor) for dbz, valid, _ in decoded]
-    frames, valid, times = resample_in_time(np.stack([c[0] for c in coarse]), np.stack([c[1] for c in coarse]),
-                                            times, step_minutes)
+    frames, valid, positions = resample_in_time(np.stack([c[0] for c in coarse]), np.stack([c[1] for c in coarse]),
+                                                NATIVE_STEP_MINUTES, step_minutes, anchor="first",
+                                                to_linear=dbz_to_z, from_linear=z_to_dbz)
+    times = [times[0] + timedelta(minutes=position * NATIVE_STEP_MINUTES) for position in positions]
     return Series(frames[:, None], valid[:, None], np.array([np.datetime64(t, "m") for t in times]), "dBZ",
                   NO_ECHO_DBZ, f"MRMS radar {Path(folder).name}", PIXEL_KM * downsample_factor, step_minutes)
 

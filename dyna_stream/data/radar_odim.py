@@ -3,7 +3,8 @@
 Format (EUMETNET OPERA "ODIM_H5" information model, v2.x): the root attribute ``Conventions``
 starts with ``ODIM_H5``; ``/what`` says the object (``COMP`` or ``IMAGE``: a Cartesian 2-D
 product; polar volumes are not read) and the nominal ``date`` / ``time``; ``/where`` the pixel size
-``xscale`` / ``yscale`` in metres; ``/datasetN/dataM/data`` holds the raw values with
+``xscale`` / ``yscale`` in metres (a value under 10 is read as km, as MeteoSwiss writes it; degrees
+on a longitude/latitude ``projdef``); ``/datasetN/dataM/data`` holds the raw values with
 ``/datasetN/dataM/what`` (or, inherited, ``/datasetN/what``) giving ``quantity``, ``gain``,
 ``offset``, ``nodata`` (no measurement) and ``undetect`` (measured, no echo). Rows run north to
 south (upper-left origin). The first dataset holding a quantity read here is taken:
@@ -43,6 +44,22 @@ def _accumulation_hours(what, name: str) -> float:
     if start is None or end is None or end <= start:
         raise DataError(f"{name}: an ACRR accumulation needs startdate/starttime before enddate/endtime")
     return (end - start).total_seconds() / 3600.0
+
+
+KM_PER_DEGREE = 111.2
+LONGITUDE_LATITUDE = ("+proj=latlong", "+proj=longlat", "+proj=lonlat", "+proj=latlon")
+IN_KM_BELOW = 10.0       # a scale under 10 is kilometres (MeteoSwiss writes 1.0), never 10 m pixels
+
+
+def _pixel_km(where) -> list[float]:
+    """(x, y) pixel size in km from ``/where``: ``xscale``/``yscale`` in metres per ODIM; degrees on a
+    longitude/latitude grid (north–south size for both); a scale below :data:`IN_KM_BELOW` is taken
+    as km, as some services write it."""
+    scales = [float(np.ravel(where.attrs[key])[0]) for key in ("xscale", "yscale")]
+    projection = attribute_text(where.attrs.get("projdef", b"")).replace(" ", "").lower()
+    if any(name.replace(" ", "") in projection for name in LONGITUDE_LATITUDE):
+        return [scales[1] * KM_PER_DEGREE] * 2
+    return [scale if scale < IN_KM_BELOW else scale / 1000.0 for scale in scales]
 
 
 QUANTITY_UNITS = {"DBZH": "dBZ", "TH": "dBZ", "RATE": "mm/h",
@@ -103,7 +120,7 @@ def read_frame(path: str | Path) -> tuple[np.ndarray, np.ndarray, datetime, floa
                                 f"({', '.join(CARTESIAN)}) are read, not polar volumes or scans")
             raw, attrs, quantity, product_what = _field(handle, path.name)
             time = _stamp(what, "date", "time")
-            scales = [float(np.ravel(where.attrs[key])[0]) for key in ("xscale", "yscale")]
+            scales = _pixel_km(where)
             if time is None:
                 raise DataError(f"{path.name}: /what has no date and time")
             gain, offset = float(attrs.get("gain", 1.0)), float(attrs.get("offset", 0.0))
@@ -120,8 +137,8 @@ def read_frame(path: str | Path) -> tuple[np.ndarray, np.ndarray, datetime, floa
     if raw.ndim != 2:
         raise DataError(f"{path.name}: data of shape {raw.shape}; a composite is one 2-D field")
     if abs(scales[0] - scales[1]) > 1e-6 * max(scales):
-        raise DataError(f"{path.name}: pixels of {scales[0]:g} × {scales[1]:g} m; only square pixels are read")
-    return np.maximum(dbz, NO_ECHO_DBZ), valid, time, scales[0] / 1000.0
+        raise DataError(f"{path.name}: pixels of {scales[0]:g} × {scales[1]:g} km; only square pixels are read")
+    return np.maximum(dbz, NO_ECHO_DBZ), valid, time, scales[0]
 
 
 def load_event(folder: str | Path) -> Series:

@@ -23,7 +23,8 @@ def run_evaluation(checkpoint: str | Path, *, dense: str | Path | None = None, m
     radar from another service), or on a user's file or radar folder (``variable``, ``layout``;
     split in time by ``splits``, see :class:`~dyna_stream.data.user_files.FileSource`). A file whose
     pixels are a whole factor finer than the model's is block-averaged onto its grid
-    (:func:`~dyna_stream.predictor.on_model_grid`); another step or pixel size is refused."""
+    (:func:`~dyna_stream.predictor.on_model_grid`); a finer step is put on the model's; a much coarser
+    step or another pixel size is refused."""
     resolved = resolve_device(device)
     engine, device = resolve_engine(engine, resolved), str(resolved)
     dyna = load_checkpoint(checkpoint)

@@ -12,6 +12,7 @@ from ..assets import BUNDLED_MODEL
 from ..config import CurveConfig, InputConfig, NodeConfig
 from ..control.controlled import ControlledPredictor, ControlServer, profiled_controller
 from ..control.power import detect_meter
+from ..data.regrid import frame_stride
 from ..errors import ConfigError
 from ..model.checkpoint import load_checkpoint
 from ..predictor import Predictor
@@ -88,7 +89,8 @@ class Node:
                                    max_data_sparsity=operating.max_data_sparsity)
         policy = BufferPolicy(int(config.buffer.period_s * 1e9), config.buffer.max_gap_periods, config.buffer.resize,
                               self.predictor.input_limits)
-        buffer = RingBuffer(checkpoint.input_frames, checkpoint.model.channels, config.buffer.grid, policy)
+        buffer = RingBuffer(checkpoint.input_frames, checkpoint.model.channels, config.buffer.grid, policy,
+                            stride=frame_stride(config.input.step_minutes, checkpoint.step_minutes))
         context = context or zmq.Context.instance()
         self.sink = ZmqResultSink(config.output.endpoint, bind=config.output.bind, hwm=config.output.hwm,
                                   status_every=config.output.status_every, keys=curve_keys(config.output.curve),

@@ -41,7 +41,9 @@ class BufferPolicy:
 
 
 class RingBuffer:
-    """The latest ``length`` frames of shape (C, H, W), float32, with their stamps.
+    """The latest frames of shape (C, H, W), float32, with their stamps: a window of ``length`` frames,
+    every ``stride``-th one counted back from the newest (a sensor k times faster than the model's
+    step: stride k, so (length − 1)·k + 1 frames are held).
 
     ``grid`` (H, W) fixes the model grid; None takes the grid of the first frame pushed. Storage
     is allocated once; a push is O(1) (one frame copy); :meth:`window` returns an ordered copy
@@ -49,7 +51,11 @@ class RingBuffer:
     """
 
     def __init__(self, length: int, channels: int, grid: tuple[int, int] | None = None,
-                 policy: BufferPolicy = BufferPolicy()) -> None:
+                 policy: BufferPolicy = BufferPolicy(), *, stride: int = 1) -> None:
+        if stride < 1:
+            raise ValueError(f"stride must be at least 1, got {stride}")
+        self.window_length, self.stride = length, stride
+        length = (length - 1) * stride + 1
         self.length, self.channels, self.policy = length, channels, policy
         self.frame_shape: tuple[int, ...] = (channels, *grid) if grid else ()
         self._frames = np.zeros((length, *self.frame_shape), np.float32) if grid else None
@@ -133,6 +139,8 @@ class RingBuffer:
         return outcome
 
     def window(self) -> tuple[np.ndarray, np.ndarray]:
-        """(frames (T, C, H, W) float32, stamps (T,) int64), oldest first; T = len(self)."""
-        order = (np.arange(self._count) + self._next - self._count) % self.length
+        """(frames (T, C, H, W) float32, stamps (T,) int64), oldest first: every ``stride``-th held frame
+        ending at the newest; T = the window length once :attr:`full`."""
+        held = np.arange(self._count)[(self._count - 1) % self.stride::self.stride]
+        order = (held + self._next - self._count) % self.length
         return self._frames[order].copy(), self._stamps[order].copy()
