@@ -153,8 +153,9 @@ def _eval_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="test", choices=["train", "val", "test"])
     parser.add_argument("--dataset", help="score on this data set instead of the checkpoint's own (e.g. radar-knmi, "
                                           "radar-mrms for a radar model), or on your own array file or radar folder "
-                                          "(FMI, KNMI, MRMS, ODIM_H5; values in the model's units, finer pixels "
-                                          "averaged onto its grid; split in time, see --splits)")
+                                          "(FMI, KNMI, MRMS, ODIM_H5, CF netCDF; values in the model's units, finer "
+                                          "pixels averaged onto its grid, a finer step put on its step; split in "
+                                          "time, see --splits)")
     parser.add_argument("--variable", help="variable name inside a --dataset file (npz, netCDF, HDF5)")
     parser.add_argument("--layout", default="auto", choices=LAYOUTS,
                         help="axes of a --dataset array (auto: 3 axes THW, 4 axes TCHW)")
