@@ -191,8 +191,9 @@ def _predict_args(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--checkpoint", default=str(BUNDLED_MODEL), help="model (default: the bundled radar model)")
     parser.add_argument("--input", default=str(BUNDLED_SAMPLE),
-                        help="a folder of FMI, KNMI or NOAA MRMS radar files or of ODIM_H5 composites (OPERA and "
-                             "most European services), or a .npy/.npz/.nc/.h5 array file "
+                        help="a folder of FMI, KNMI or NOAA MRMS radar files, of ODIM_H5 composites (OPERA and "
+                             "most European services) or of CF netCDF radar frames (BoM Rainfields3 and others), "
+                             "or a .npy/.npz/.nc/.h5 array file "
                              "(default: the bundled radar sample)")
     parser.add_argument("--input-units", choices=sorted(TO_DBZ),
                         help="an array's units when not the model's dBZ: mm/h = rain rate (Marshall-Palmer)")
