@@ -89,10 +89,24 @@ def storms(tmp_path, monkeypatch):
     return tmp_path / "data"
 
 
-def predict_beside_knmi(tmp_path: Path, files: list[Path], frames: list, write, service: str) -> dict:
+KNMI_EVENT = "radar_knmi/20100826"
+
+
+@pytest.fixture(scope="module")
+def knmi_frames(data_root):
+    """The last seven real KNMI frames: (their files, [(dBZ (H, W), valid (H, W), time)] at 1 km)."""
+    from dyna_stream.data import radar_knmi
+
+    files = radar_knmi.list_frames(data_root / KNMI_EVENT)[-7:]
+    return files, [radar_knmi.read_frame(path) for path in files]
+
+
+def predict_beside_knmi(tmp_path: Path, files: list[Path], frames: list, write, service: str, *,
+                        atol: float = 1e-2, share: float = 1.0) -> dict:
     """``predict`` on a folder of ``service`` files that ``write(folder, dbz, valid, time)`` makes from
     real KNMI ``frames`` (1 km) and on the KNMI ``files`` themselves (read at 4 km): asserts the same
-    input times and forecast on the model's grid; returns the service's forecast.npz as a dict."""
+    input times and forecast on the model's grid (``share`` of the cells within ``atol`` dBZ: less
+    than all where the service's file rounds the frames); returns the service's forecast.npz as a dict."""
     import numpy as np
 
     from dyna_stream.cli import main
@@ -110,6 +124,7 @@ def predict_beside_knmi(tmp_path: Path, files: list[Path], frames: list, write, 
         on_model_grid = read["forecast"][:, :, :764:4, ::4]
         both = np.isfinite(on_model_grid) & np.isfinite(knmi["forecast"])
         assert both.mean() > 0.2
-        np.testing.assert_allclose(on_model_grid[both], knmi["forecast"][both], atol=1e-2)
+        differences = np.abs(on_model_grid[both] - knmi["forecast"][both])
+        assert np.quantile(differences, share) <= atol, np.quantile(differences, [0.5, 0.9, 0.99, 1.0])
         assert knmi["forecast"].shape == (6, 1, 191, 175)                     # the KNMI reader's 4 km grid
         return dict(read)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dyna_stream.cli import main
-from dyna_stream.data import radar_knmi, radar_netcdf
+from dyna_stream.data import radar_netcdf
 from dyna_stream.data.reflectivity import MARSHALL_PALMER, NO_ECHO_DBZ, dbz_to_z, z_to_dbz
 from dyna_stream.data.regrid import resample_in_time
 from dyna_stream.data.user_files import load_path
@@ -16,7 +16,6 @@ from dyna_stream.errors import DataError
 
 from conftest import predict_beside_knmi
 
-KNMI_EVENT = "radar_knmi/20100826"
 EPOCH = datetime(1970, 1, 1)
 
 
@@ -55,12 +54,6 @@ def write_rainfields(path, dbz: np.ndarray, valid: np.ndarray, time: datetime, *
         precipitation = handle.createVariable("precipitation", "f4", dims, fill_value=-1.0, zlib=True)
         precipitation.units = units
         precipitation[...] = np.ma.masked_array(field, ~valid).astype(np.float32).reshape(precipitation.shape)
-
-
-@pytest.fixture(scope="module")
-def knmi_frames(data_root):
-    files = radar_knmi.list_frames(data_root / KNMI_EVENT)[-7:]
-    return files, [radar_knmi.read_frame(path) for path in files]
 
 
 @pytest.mark.parametrize(("units", "interval", "tolerance"), [("mm", 5, 2e-3), ("kg m-2 s-1", None, 2e-3),

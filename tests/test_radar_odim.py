@@ -11,9 +11,7 @@ from dyna_stream.data import radar_knmi, radar_odim
 from dyna_stream.data.reflectivity import MARSHALL_PALMER, NO_ECHO_DBZ
 from dyna_stream.errors import DataError
 
-from conftest import predict_beside_knmi
-
-KNMI_EVENT = "radar_knmi/20100826"
+from conftest import KNMI_EVENT, predict_beside_knmi
 
 
 def _stamp(time: datetime) -> tuple[bytes, bytes]:
@@ -51,12 +49,6 @@ def write_odim(path, dbz: np.ndarray, valid: np.ndarray, time: datetime, *, quan
         data = dataset.create_group("data1")
         data.create_dataset("data", data=raw, compression="gzip")
         data.create_group("what").attrs.update({"quantity": np.bytes_(quantity), **encoding})
-
-
-@pytest.fixture(scope="module")
-def knmi_frames(data_root):
-    files = radar_knmi.list_frames(data_root / KNMI_EVENT)[-7:]
-    return files, [radar_knmi.read_frame(path) for path in files]
 
 
 def test_dbzh_and_acrr_composites_read_as_the_knmi_frames_they_were_made_of(tmp_path, knmi_frames):

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .reflectivity import NO_ECHO_DBZ, TO_DBZ, check_regular
+from .reflectivity import NO_ECHO_DBZ, TO_DBZ, regular_step
 from .series import Series
 
 SUFFIXES = (".nc", ".nc4", ".cdf")
@@ -199,10 +199,7 @@ def load_event(folder: str | Path) -> Series:
     order = np.argsort(times, kind="stable")
     values, valid = (np.concatenate([frame[k] for frame in decoded])[order] for k in (0, 1))
     times = times[order]
-    stamps = [datetime.fromisoformat(str(t)) for t in times]
-    step = (stamps[1] - stamps[0]).total_seconds() / 60 if len(stamps) > 1 else None
-    if step is not None:
-        check_regular(stamps, step, str(folder))
+    step = regular_step([datetime.fromisoformat(str(t)) for t in times], str(folder))
     kind = decoded[0][4]
     hours = None if kind != "amount" else _accumulation_hours(decoded, order, step, folder)
     dbz = _to_dbz(values, valid, kind, hours)

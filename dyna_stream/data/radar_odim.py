@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import DataError
 from .gridded_files import attribute_text
-from .reflectivity import NO_ECHO_DBZ, TO_DBZ, check_regular
+from .reflectivity import NO_ECHO_DBZ, TO_DBZ, stack_event
 from .series import Series
 
 SUFFIXES = (".h5", ".hdf", ".hdf5")
@@ -152,10 +152,4 @@ def load_event(folder: str | Path) -> Series:
     grids = sorted({(frame[0].shape, frame[3]) for frame in decoded})
     if len(grids) > 1:
         raise DataError(f"{folder}: frames on different grids {grids}; one event must share one grid")
-    times = [frame[2] for frame in decoded]
-    step = (times[1] - times[0]).total_seconds() / 60 if len(times) > 1 else None
-    if step is not None:
-        check_regular(times, step, str(folder))
-    values, valid = (np.stack([frame[k] for frame in decoded])[:, None] for k in (0, 1))
-    return Series(values, valid, np.array([np.datetime64(t, "m") for t in times]), "dBZ", NO_ECHO_DBZ,
-                  f"ODIM radar {folder.name}", decoded[0][3], step)
+    return stack_event(decoded, f"ODIM radar {folder.name}", decoded[0][3], str(folder))

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataError
 from .regrid import GridAdapter, block_mean
+from .series import Series
 
 NO_ECHO_DBZ = -32.0            # "no echo": what dBZ holds where there is coverage but no rain
 MIN_RAIN_MM_H = 0.1            # rain rates below this are "no echo" (KNMI, MRMS)
@@ -82,6 +84,26 @@ def check_regular(times: list, step_minutes: float, where: str) -> None:
     if steps - {float(step_minutes)}:
         raise DataError(f"{where}: frames are not every {step_minutes:g} min "
                         f"(steps seen: {sorted(steps)} min); one event must be gap-free")
+
+
+def regular_step(times: list[datetime], where: str) -> float | None:
+    """The step between ``times`` (datetimes, sorted) in minutes, None for a single frame; raises
+    unless every step is the first one."""
+    if len(times) < 2:
+        return None
+    step = (times[1] - times[0]).total_seconds() / 60
+    check_regular(times, step, where)
+    return step
+
+
+def stack_event(frames: list[tuple], name: str, pixel_km: float, where: str) -> Series:
+    """Decoded frames ``(dBZ (H, W), valid (H, W), time, ...)`` on one grid, sorted by time → a dBZ
+    series (T, 1, H, W) at their regular step."""
+    times = [frame[2] for frame in frames]
+    step = regular_step(times, where)
+    values, valid = (np.stack([frame[k] for frame in frames])[:, None] for k in (0, 1))
+    return Series(values, valid, np.array([np.datetime64(t, "m") for t in times]), "dBZ", NO_ECHO_DBZ,
+                  name, pixel_km, step)
 
 
 def event_files(folder: str | Path, pattern: re.Pattern, source: str, naming: str, root_folder: str) -> list[Path]:

@@ -1,6 +1,7 @@
 """A user's own series as a data set: one array file (.npy/.npz/.nc/.h5) or a folder of radar files
-(FMI, KNMI, NOAA MRMS, any service's ODIM_H5 composites or CF netCDF frames), split in time into train / val / test, so
-``train`` and ``eval`` take it like a built-in one (and ``predict`` forecasts from its latest frames)."""
+(FMI, KNMI, NOAA MRMS, MeteoSwiss GIF, any service's ODIM_H5 composites or CF netCDF frames), split in
+time into train / val / test, so ``train`` and ``eval`` take it like a built-in one (and ``predict``
+forecasts from its latest frames)."""
 from __future__ import annotations
 
 import re
@@ -10,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..errors import DataError
-from . import radar_fmi, radar_knmi, radar_mrms, radar_netcdf, radar_odim
+from . import radar_fmi, radar_knmi, radar_mch, radar_mrms, radar_netcdf, radar_odim
 from .gridded_files import read_array, to_tchw
 from .reflectivity import NO_ECHO_DBZ, to_dbz
 from .series import Series, from_array
@@ -27,6 +28,7 @@ RADAR_FOLDERS: dict[str, tuple[Callable[[list[Path]], bool], Callable[[Path], Se
     "NOAA MRMS": (_named(radar_mrms.FILE_PATTERN), radar_mrms.load_event),
     "ODIM_H5": (radar_odim.holds, radar_odim.load_event),     # OPERA and most European services
     "CF netCDF": (radar_netcdf.holds, radar_netcdf.load_event),   # BoM Rainfields3 and others' netCDF products
+    "MeteoSwiss GIF": (radar_mch.holds, radar_mch.load_event),    # the MeteoSwiss archive's AQC / CPC composites
 }
 
 SPLITS = ("train", "val", "test")           # in time order
