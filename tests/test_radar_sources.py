@@ -90,14 +90,52 @@ def test_bad_knmi_files_are_refused_in_one_line(tmp_path, data_root):
         radar_knmi.list_frames(tmp_path / "empty")
 
 
-def test_knmi_reflectivity_product_is_refused(tmp_path, data_root):
+def _knmi_copy(tmp_path, data_root, name: str, *, quantity: bytes, formula: bytes, data=None, start=None):
+    """A real KNMI file saved as ``name`` with its quantity, calibration, data or start time replaced."""
     h5py = pytest.importorskip("h5py")
-    copy = tmp_path / "RAD_NL25_RAP_5min_201008260000.h5"
-    copy.write_bytes((data_root / KNMI_EVENT / "RAD_NL25_RAP_5min_201008260000.h5").read_bytes())
+    copy = tmp_path / name
+    copy.write_bytes((data_root / KNMI_EVENT / "RAD_NL25_RAP_5min_201008260600.h5").read_bytes())
     with h5py.File(copy, "r+") as handle:
-        handle["image1"].attrs["image_geo_parameter"] = b"REFLECTIVITY_[DBZ]"
-    with pytest.raises(DataError, match="expected an accumulation in mm"):
-        radar_knmi.read_frame(copy)
+        handle["image1"].attrs["image_geo_parameter"] = quantity
+        handle["image1/calibration"].attrs["calibration_formulas"] = formula
+        if data is not None:
+            del handle["image1/image_data"]
+            handle["image1/image_data"] = data
+            for key in ("calibration_missing_data", "calibration_out_of_image"):
+                handle["image1/calibration"].attrs[key] = np.array([255], np.int32)
+        if start is not None:
+            handle["overview"].attrs["product_datetime_start"] = start
+    return copy
+
+
+def test_knmi_reflectivity_and_longer_accumulations_read_as_dbz(tmp_path, data_root):
+    """RAD_NL25_PCP_NA (reflectivity, GEO=0.5*PV+-32, 8 bit) and an hourly accumulation read as the
+    5-minute accumulation they are made of: the product's minutes come from its start and end."""
+    dbz, valid, time = radar_knmi.read_frame(data_root / KNMI_EVENT / "RAD_NL25_RAP_5min_201008260600.h5")
+    pv = np.where(valid, np.clip(np.round((dbz + 32) / 0.5), 0, 254), 255).astype(np.uint8)
+    reflectivity = _knmi_copy(tmp_path, data_root, "RAD_NL25_PCP_NA_201008260600.h5",
+                              quantity=b"REFLECTIVITY_[DBZ]", formula=b"GEO=0.500000*PV+-32.000000", data=pv)
+    read, read_valid, read_time = radar_knmi.read_frame(reflectivity)
+    np.testing.assert_array_equal(read_valid, valid)
+    assert read_time == time
+    np.testing.assert_allclose(read[valid], dbz[valid], atol=0.25 + 1e-4)
+    hourly = _knmi_copy(tmp_path, data_root, "RAD_NL25_RAC_MFBS_01H_201008260600.h5",
+                        quantity=b"ACCUMULATED_PRECIPITATION_[MM]", formula=b"GEO=0.12*PV+0.0",
+                        start=b"26-AUG-2010;05:00:00.000")       # 12× the 5-minute amount over 60 min: same rate
+    read, read_valid, _ = radar_knmi.read_frame(hourly)
+    np.testing.assert_array_equal(read_valid, valid)
+    np.testing.assert_allclose(read[valid], dbz[valid], atol=1e-4)
+
+
+def test_other_knmi_quantities_and_calibrations_are_refused(tmp_path, data_root):
+    echo_tops = _knmi_copy(tmp_path, data_root, "RAD_NL25_ETH_NA_201008260600.h5",
+                           quantity=b"ECHO_TOP_HEIGHT_[KM]", formula=b"GEO=0.1*PV+0.0")
+    with pytest.raises(DataError, match=r"holds ECHO_TOP_HEIGHT_\[KM\]; read: an accumulation in mm"):
+        radar_knmi.read_frame(echo_tops)
+    odd = _knmi_copy(tmp_path, data_root, "RAD_NL25_RAP_5min_201008260600.h5",
+                     quantity=b"ACCUMULATED_PRECIPITATION_[MM]", formula=b"GEO=log(PV)")
+    with pytest.raises(DataError, match="is not GEO=a\\*PV\\+b"):
+        radar_knmi.read_frame(odd)
 
 
 def test_mrms_crop_units_times_and_coverage(mrms_files):
