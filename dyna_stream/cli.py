@@ -153,9 +153,9 @@ def _eval_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="test", choices=["train", "val", "test"])
     parser.add_argument("--dataset", help="score on this data set instead of the checkpoint's own (e.g. radar-knmi, "
                                           "radar-mrms for a radar model), or on your own array file or radar folder "
-                                          "(FMI, KNMI, MRMS, ODIM_H5, CF netCDF, MeteoSwiss GIF; values in the "
-                                          "model's units, finer pixels averaged onto its grid, a finer step put on "
-                                          "its step; split in time, see --splits)")
+                                          "(FMI, KNMI, MRMS, ODIM_H5, CF netCDF, MeteoSwiss GIF, DWD RADOLAN; "
+                                          "values in the model's units, finer pixels averaged onto its grid, a finer "
+                                          "step put on its step; split in time, see --splits)")
     parser.add_argument("--variable", help="variable name inside a --dataset file (npz, netCDF, HDF5)")
     parser.add_argument("--layout", default="auto", choices=LAYOUTS,
                         help="axes of a --dataset array (auto: 3 axes THW, 4 axes TCHW)")
@@ -193,7 +193,7 @@ def _predict_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", default=str(BUNDLED_SAMPLE),
                         help="a folder of FMI, KNMI or NOAA MRMS radar files, of ODIM_H5 composites (OPERA and "
                              "most European services), of CF netCDF radar frames (BoM Rainfields3 and others) or of "
-                             "MeteoSwiss GIF composites (AQC, CPC), "
+                             "MeteoSwiss GIF (AQC, CPC) or DWD RADOLAN composites, "
                              "or a .npy/.npz/.nc/.h5 array file "
                              "(default: the bundled radar sample)")
     parser.add_argument("--input-units", choices=sorted(TO_DBZ),

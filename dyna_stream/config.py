@@ -16,10 +16,10 @@ class _Strict(BaseModel):
 
 class FileDataConfig(_Strict):
     """Your own series as the data set: one array file or a folder of radar files (FMI, KNMI, MRMS,
-    ODIM_H5, CF netCDF, MeteoSwiss GIF), split in time."""
+    ODIM_H5, CF netCDF, MeteoSwiss GIF, DWD RADOLAN), split in time."""
 
     path: str = Field(description="a .npy/.npz/.nc/.h5 array file or a folder of radar files "
-                                  "(FMI, KNMI, MRMS, ODIM_H5, CF netCDF, MeteoSwiss GIF)")
+                                  "(FMI, KNMI, MRMS, ODIM_H5, CF netCDF, MeteoSwiss GIF, DWD RADOLAN)")
     variable: str | None = Field(None, description="the array's name inside .npz/.nc/.h5")
     layout: Literal["auto", "THW", "TCHW", "THWC"] = Field(
         "auto", description="the array's axes (auto: 3 axes THW, 4 axes TCHW; THWC: channel-last)")

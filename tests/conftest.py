@@ -121,10 +121,34 @@ def predict_beside_knmi(tmp_path: Path, files: list[Path], frames: list, write, 
     with np.load(tmp_path / f"out_{service}" / "forecast.npz") as read, \
             np.load(tmp_path / "out_knmi" / "forecast.npz") as knmi:
         assert list(read["input_times"]) == list(knmi["input_times"])
-        on_model_grid = read["forecast"][:, :, :764:4, ::4]
+        on_model_grid = read["forecast"][:, :, :764:4, :700:4]            # the KNMI frames in the corner
         both = np.isfinite(on_model_grid) & np.isfinite(knmi["forecast"])
         assert both.mean() > 0.2
         differences = np.abs(on_model_grid[both] - knmi["forecast"][both])
         assert np.quantile(differences, share) <= atol, np.quantile(differences, [0.5, 0.9, 0.99, 1.0])
         assert knmi["forecast"].shape == (6, 1, 191, 175)                     # the KNMI reader's 4 km grid
         return dict(read)
+
+
+def refuse_mixed_and_hourly_folders(tmp_path: Path, frames: list, write, mixed: tuple[str, str], hourly: str) -> None:
+    """Two folders ``write(folder, dbz, valid, time, product=, minutes=)`` fills from real KNMI ``frames``:
+    the ``mixed`` products alternating every 5 min, and the ``hourly`` product every 60 min. Loading
+    refuses the first; the second loads at its 60-min step; ``predict`` refuses both (exit 2, nothing
+    written)."""
+    from datetime import timedelta
+
+    from dyna_stream.cli import main
+    from dyna_stream.data.user_files import load_path
+    from dyna_stream.errors import DataError
+
+    for folder, step, products in (("mixed", 5, mixed), ("hourly", 60, (hourly,))):
+        (tmp_path / folder).mkdir()
+        for k, (dbz, valid, _) in enumerate(frames):
+            time = frames[0][2] + timedelta(minutes=step * k)
+            write(tmp_path / folder, dbz, valid, time, product=products[k % len(products)], minutes=step)
+    with pytest.raises(DataError, match="frames of different grids, pixel sizes or products"):
+        load_path(tmp_path / "mixed")
+    assert load_path(tmp_path / "hourly").step_minutes == 60
+    for folder in ("mixed", "hourly"):
+        assert main(["-q", "predict", "--input", str(tmp_path / folder), "--out", str(tmp_path / f"o_{folder}")]) == 2
+        assert not (tmp_path / f"o_{folder}").exists()

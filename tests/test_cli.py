@@ -214,7 +214,7 @@ def test_a_folder_of_no_known_service_or_of_two_is_refused_in_one_line(tmp_path,
         (folder / "notes.txt").write_text("not radar")
         for path in files:
             (folder / path.name).symlink_to(path)
-    services = "FMI, KNMI, NOAA MRMS, ODIM_H5, CF netCDF, MeteoSwiss GIF"
+    services = "FMI, KNMI, NOAA MRMS, ODIM_H5, CF netCDF, MeteoSwiss GIF, DWD RADOLAN"
     assert f"no radar files of a service read here ({services})" in _predict_error(
         tmp_path, "--input", str(tmp_path / "other"))
     assert "holds files of FMI and KNMI" in _predict_error(tmp_path, "--input", str(tmp_path / "mixed"))

@@ -6,13 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dyna_stream.cli import main
 from dyna_stream.data import radar_mch
 from dyna_stream.data.reflectivity import MARSHALL_PALMER, MIN_RAIN_MM_H, NO_ECHO_DBZ, rate_to_dbz
-from dyna_stream.data.user_files import load_path
 from dyna_stream.errors import DataError
 
-from conftest import predict_beside_knmi
+from conftest import predict_beside_knmi, refuse_mixed_and_hourly_folders
 
 HALF_DN_DB = 10 * MARSHALL_PALMER[1] / 60 + 1e-3     # half a DN step of the scale, in Marshall–Palmer dBZ
 CLEAR_ECHO_DBZ = float(rate_to_dbz(np.float64(MIN_RAIN_MM_H))) + HALF_DN_DB   # echo that rounding keeps echo
@@ -40,9 +38,9 @@ def test_composites_read_as_the_knmi_frames_they_were_made_of(tmp_path, knmi_fra
     _, frames = knmi_frames
     dbz, valid, time = frames[-1]
     write_mch(tmp_path, dbz, valid, time)
-    read, read_valid, read_time, product = radar_mch.read_frame(tmp_path / name(time))
+    read, read_valid, read_time, pixel_km, product = radar_mch.read_frame(tmp_path / name(time))
     np.testing.assert_array_equal(read_valid, valid)                     # DN 255: no radar
-    assert read_time == time and product == "AQC" and read.dtype == np.float32
+    assert read_time == time and product == "AQC" and pixel_km == 1.0 and read.dtype == np.float32
     echo = valid & (dbz > CLEAR_ECHO_DBZ)
     assert echo.sum() > 1000
     np.testing.assert_allclose(read[echo], dbz[echo], atol=HALF_DN_DB)     # the 8-bit scale's rounding
@@ -53,7 +51,7 @@ def test_an_hourly_product_says_so_in_its_rate(tmp_path, knmi_frames):
     _, frames = knmi_frames
     dbz, valid, time = frames[-1]
     write_mch(tmp_path, dbz, valid, time, product="CPC", minutes=60)
-    read, _, _, product = radar_mch.read_frame(tmp_path / name(time, "CPC", 60))
+    read, _, _, _, product = radar_mch.read_frame(tmp_path / name(time, "CPC", 60))
     echo = valid & (dbz > CLEAR_ECHO_DBZ)
     assert product == "CPC"
     np.testing.assert_allclose(read[echo], dbz[echo], atol=HALF_DN_DB)
@@ -86,15 +84,4 @@ def test_what_is_not_read_is_refused_in_one_line(tmp_path, knmi_frames):
 
 
 def test_folders_of_two_products_or_another_step_are_refused_by_predict(tmp_path, knmi_frames):
-    _, frames = knmi_frames
-    for folder, step, products in (("mixed", 5, ("AQC", "CPC")), ("hourly", 60, ("CPC",))):
-        (tmp_path / folder).mkdir()
-        for k, (dbz, valid, _) in enumerate(frames):
-            time = frames[0][2] + timedelta(minutes=step * k)
-            write_mch(tmp_path / folder, dbz, valid, time, product=products[k % len(products)], minutes=step)
-    with pytest.raises(DataError, match="frames of different products or grids"):
-        load_path(tmp_path / "mixed")
-    assert load_path(tmp_path / "hourly").step_minutes == 60
-    for folder in ("mixed", "hourly"):
-        assert main(["-q", "predict", "--input", str(tmp_path / folder), "--out", str(tmp_path / f"o_{folder}")]) == 2
-        assert not (tmp_path / f"o_{folder}").exists()
+    refuse_mixed_and_hourly_folders(tmp_path, knmi_frames[1], write_mch, ("AQC", "CPC"), "CPC")

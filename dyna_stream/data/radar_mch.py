@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError
-from .reflectivity import NO_ECHO_DBZ, event_files, rate_to_dbz, stack_event
+from .reflectivity import NO_ECHO_DBZ, event_files, rate_to_dbz, stack_files
 from .series import Series
 
 __all__ = ["FILE_PATTERN", "holds", "read_frame", "dn_to_dbz", "load_event"]
@@ -83,8 +83,8 @@ def _name_fields(path: Path) -> tuple[str, datetime, float]:
     return product, time, minutes
 
 
-def read_frame(path: str | Path) -> tuple[np.ndarray, np.ndarray, datetime, str]:
-    """One composite → (dBZ float32 (H, W), valid bool (H, W), its time, its product)."""
+def read_frame(path: str | Path) -> tuple[np.ndarray, np.ndarray, datetime, float, str]:
+    """One composite → (dBZ float32 (H, W), valid bool (H, W), its time, pixel km, its product)."""
     path = Path(path)
     product, time, minutes = _name_fields(path)
     try:
@@ -96,7 +96,7 @@ def read_frame(path: str | Path) -> tuple[np.ndarray, np.ndarray, datetime, str]
         raise DataError(f"radar file not found: {path}") from None
     except (UnidentifiedImageError, OSError) as exc:
         raise DataError(f"{path}: not a readable GIF ({exc}); re-download it") from None
-    return (*dn_to_dbz(dn, minutes), time, product)
+    return (*dn_to_dbz(dn, minutes), time, PIXEL_KM, product)
 
 
 def load_event(folder: str | Path) -> Series:
@@ -104,9 +104,4 @@ def load_event(folder: str | Path) -> Series:
     order; the frames must be one product on one grid at a regular step."""
     folder = Path(folder)
     files = event_files(folder, FILE_PATTERN, "MeteoSwiss composite", NAMING, folder.name)
-    decoded = sorted((read_frame(path) for path in files), key=lambda frame: frame[2])
-    kinds = sorted({(frame[0].shape, frame[3]) for frame in decoded})
-    if len(kinds) > 1:
-        raise DataError(f"{folder}: frames of different products or grids {kinds}; one event is one product "
-                        "on one grid")
-    return stack_event(decoded, f"MeteoSwiss {decoded[0][3]} {folder.name}", PIXEL_KM, str(folder))
+    return stack_files(files, read_frame, f"MeteoSwiss {folder.name}", str(folder))

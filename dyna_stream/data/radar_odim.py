@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import DataError
 from .gridded_files import attribute_text
-from .reflectivity import NO_ECHO_DBZ, TO_DBZ, stack_event
+from .reflectivity import NO_ECHO_DBZ, TO_DBZ, stack_files
 from .series import Series
 
 SUFFIXES = (".h5", ".hdf", ".hdf5")
@@ -148,8 +148,4 @@ def load_event(folder: str | Path) -> Series:
     files = sorted(path for path in folder.iterdir() if is_odim(path))
     if not files:
         raise DataError(f"{folder}: no ODIM_H5 files (.h5/.hdf with Conventions ODIM_H5)")
-    decoded = sorted((read_frame(path) for path in files), key=lambda frame: frame[2])
-    grids = sorted({(frame[0].shape, frame[3]) for frame in decoded})
-    if len(grids) > 1:
-        raise DataError(f"{folder}: frames on different grids {grids}; one event must share one grid")
-    return stack_event(decoded, f"ODIM radar {folder.name}", decoded[0][3], str(folder))
+    return stack_files(files, read_frame, f"ODIM radar {folder.name}", str(folder))

@@ -106,6 +106,17 @@ def stack_event(frames: list[tuple], name: str, pixel_km: float, where: str) -> 
                   name, pixel_km, step)
 
 
+def stack_files(files: list[Path], read_frame: Callable[[Path], tuple], name: str, where: str) -> Series:
+    """``files`` decoded by ``read_frame`` (→ ``(dBZ (H, W), valid (H, W), time, pixel km, *kind)``)
+    as one dBZ series in time order; the frames must share one grid, pixel size and kind (a product)."""
+    decoded = sorted((read_frame(path) for path in files), key=lambda frame: frame[2])
+    kinds = sorted({(frame[0].shape, *frame[3:]) for frame in decoded})
+    if len(kinds) > 1:
+        raise DataError(f"{where}: frames of different grids, pixel sizes or products {kinds}; one event is one "
+                        "product on one grid")
+    return stack_event(decoded, name, decoded[0][3], where)
+
+
 def event_files(folder: str | Path, pattern: re.Pattern, source: str, naming: str, root_folder: str) -> list[Path]:
     """The files of one radar event whose names match ``pattern``, sorted by name (= by time);
     raises DataError naming ``source``'s file ``naming`` when the folder is missing or has none."""

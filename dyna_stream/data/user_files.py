@@ -1,7 +1,7 @@
 """A user's own series as a data set: one array file (.npy/.npz/.nc/.h5) or a folder of radar files
-(FMI, KNMI, NOAA MRMS, MeteoSwiss GIF, any service's ODIM_H5 composites or CF netCDF frames), split in
-time into train / val / test, so ``train`` and ``eval`` take it like a built-in one (and ``predict``
-forecasts from its latest frames)."""
+(FMI, KNMI, NOAA MRMS, MeteoSwiss GIF, DWD RADOLAN, any service's ODIM_H5 composites or CF netCDF
+frames), split in time into train / val / test, so ``train`` and ``eval`` take it like a built-in
+one (and ``predict`` forecasts from its latest frames)."""
 from __future__ import annotations
 
 import re
@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..errors import DataError
-from . import radar_fmi, radar_knmi, radar_mch, radar_mrms, radar_netcdf, radar_odim
+from . import radar_fmi, radar_knmi, radar_mch, radar_mrms, radar_netcdf, radar_odim, radar_radolan
 from .gridded_files import read_array, to_tchw
 from .reflectivity import NO_ECHO_DBZ, to_dbz
 from .series import Series, from_array
@@ -29,6 +29,7 @@ RADAR_FOLDERS: dict[str, tuple[Callable[[list[Path]], bool], Callable[[Path], Se
     "ODIM_H5": (radar_odim.holds, radar_odim.load_event),     # OPERA and most European services
     "CF netCDF": (radar_netcdf.holds, radar_netcdf.load_event),   # BoM Rainfields3 and others' netCDF products
     "MeteoSwiss GIF": (radar_mch.holds, radar_mch.load_event),    # the MeteoSwiss archive's AQC / CPC composites
+    "DWD RADOLAN": (radar_radolan.holds, radar_radolan.load_event),   # the German service's binary composites
 }
 
 SPLITS = ("train", "val", "test")           # in time order

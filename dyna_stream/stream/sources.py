@@ -49,8 +49,8 @@ def series_frames(series: Series, *, loops: int = 1, frame_id: str = "sensor") -
 
 
 def file_frames(uri: str, *, variable: str | None = None, loops: int = 1, frame_id: str = "sensor") -> Iterator[Frame]:
-    """A folder of radar files (FMI, KNMI, MRMS, ODIM_H5, CF netCDF, MeteoSwiss GIF) or a (T, H, W) /
-    (T, C, H, W) array file, replayed."""
+    """A folder of radar files (FMI, KNMI, MRMS, ODIM_H5, CF netCDF, MeteoSwiss GIF, DWD
+    RADOLAN) or a (T, H, W) / (T, C, H, W) array file, replayed."""
     return series_frames(load_path(uri, variable), loops=loops, frame_id=frame_id)
 
 
