@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import DataError
 from .gridded_files import attribute_text
-from .reflectivity import NO_ECHO_DBZ, downsample, event_files, rate_to_dbz, stack_event
+from .reflectivity import NO_ECHO_DBZ, amount_to_dbz, downsample, event_files, stack_event
 from .series import Series
 
 STEP_MINUTES = 5
@@ -31,17 +31,13 @@ _CALIBRATION = re.compile(r"GEO\s*=\s*([-+]?[0-9.eE]+)\s*\*\s*PV\s*(?:([-+]{1,2}
 _TIME = "%d-%b-%Y;%H:%M:%S"
 
 
-def _accumulation_to_dbz(amount_mm: np.ndarray, minutes: float) -> np.ndarray:
-    return rate_to_dbz(amount_mm * (60.0 / minutes))
-
-
 def _reflectivity(dbz: np.ndarray, minutes: float) -> np.ndarray:
     return np.maximum(dbz, NO_ECHO_DBZ).astype(np.float32)
 
 
 QUANTITIES = {
     # the unit image_geo_parameter ends with → GEO (H, W) and the product's minutes → dBZ
-    "[MM]": _accumulation_to_dbz,
+    "[MM]": amount_to_dbz,
     "[DBZ]": _reflectivity,
 }
 

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError
-from .reflectivity import NO_ECHO_DBZ, event_files, rate_to_dbz, stack_files
+from .reflectivity import NO_ECHO_DBZ, amount_to_dbz, event_files, stack_files
 from .series import Series
 
 __all__ = ["FILE_PATTERN", "holds", "read_frame", "dn_to_dbz", "load_event"]
@@ -58,8 +58,8 @@ def dn_to_dbz(dn: np.ndarray, accumulation_minutes: float) -> tuple[np.ndarray, 
     """DN (uint8, any shape) of a product accumulated over ``accumulation_minutes`` → (dBZ float32,
     valid bool) of the same shape."""
     valid = dn != NODATA_DN
-    rate_mm_h = np.nan_to_num(AMOUNT_MM[dn]) * (60.0 / accumulation_minutes)
-    return np.where(valid, rate_to_dbz(rate_mm_h), np.float32(NO_ECHO_DBZ)), valid
+    dbz = amount_to_dbz(np.nan_to_num(AMOUNT_MM[dn]), accumulation_minutes)
+    return np.where(valid, dbz, np.float32(NO_ECHO_DBZ)), valid
 
 
 def _name_fields(path: Path) -> tuple[str, datetime, float]:

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .reflectivity import NO_ECHO_DBZ, rate_to_dbz, stack_files
+from .reflectivity import NO_ECHO_DBZ, amount_to_dbz, stack_files
 from .series import Series
 
 __all__ = ["holds", "is_radolan", "read_frame", "load_event", "PRODUCTS"]
@@ -63,11 +63,18 @@ def _decompressed(path: Path) -> bytes:
     return raw
 
 
+OPENERS = {b"\x1f\x8b": gzip.open, b"BZ": bz2.open}     # magic bytes → a streaming opener
+
+
 def is_radolan(path: Path) -> bool:
-    """Whether ``path`` starts (once decompressed) with a RADOLAN composite header."""
+    """Whether ``path`` starts (once decompressed) with a RADOLAN composite header; reads only that
+    header's first bytes, never the whole file."""
     try:
-        return path.is_file() and HEAD.match(_decompressed(path)[:32]) is not None
-    except DataError:
+        with open(path, "rb") as handle:
+            opener = OPENERS.get(handle.read(2), open)
+        with opener(path, "rb") as handle:
+            return HEAD.match(handle.read(32)) is not None
+    except (OSError, EOFError, ValueError):
         return False
 
 
@@ -127,8 +134,8 @@ def _amount_to_dbz(data: bytes, start: int, fields: dict, where: str) -> tuple[n
     valid = (raw & NODATA_BIT) == 0
     if fields["minutes"] <= 0:
         raise DataError(f"{where}: an accumulation over {fields['minutes']} min")
-    rate_mm_h = (raw & VALUE_BITS) * fields["precision"] * (60.0 / fields["minutes"])
-    return np.where(valid, rate_to_dbz(rate_mm_h), np.float32(NO_ECHO_DBZ)), valid
+    dbz = amount_to_dbz((raw & VALUE_BITS) * fields["precision"], fields["minutes"])
+    return np.where(valid, dbz, np.float32(NO_ECHO_DBZ)), valid
 
 
 def _rvp6_to_dbz(data: bytes, start: int, fields: dict, where: str) -> tuple[np.ndarray, np.ndarray]:

@@ -31,6 +31,12 @@ def rate_to_dbz(rate_mm_h: np.ndarray) -> np.ndarray:
     return np.where(rate >= MIN_RAIN_MM_H, dbz, NO_ECHO_DBZ).astype(np.float32)
 
 
+def amount_to_dbz(amount_mm: np.ndarray, minutes: float) -> np.ndarray:
+    """Precipitation amount [mm] accumulated over ``minutes`` → reflectivity [dBZ] of its mean rate
+    (:func:`rate_to_dbz`)."""
+    return rate_to_dbz(np.asarray(amount_mm, np.float64) * (60.0 / minutes))
+
+
 TO_DBZ: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "dBZ": lambda dbz: np.asarray(dbz, np.float32),
     "mm/h": rate_to_dbz,           # rain rate, Marshall–Palmer (most services' rate products: MRMS, OPERA RATE)
