@@ -70,7 +70,13 @@ def _dense_macs(model: DynaPruner, height: int, width: int) -> float:
     return float(model.backbone.macs(ctx, 1, torch.device("cpu"))[0])
 
 
-def test_the_coarse_path_costs_under_a_tenth_of_dense_in_every_shipped_setup():
+# The coarse path's share of dense MACs each shipped setup may cost: a tenth (issue 18's aim), but on
+# taxi-nyc's 16 x 12 grid the suite runs it at full resolution (best on validation for every backbone,
+# docs/results.md) for 5-31 % by this count, which keeps every default point within 25 % of dense.
+COARSE_SHARE_CEILING = {"taxi-nyc": 0.35}
+
+
+def test_the_coarse_path_costs_under_its_stated_share_of_dense_in_every_shipped_setup():
     """The bundled radar model's config and every data set × backbone of the paper suite."""
     setups = [(load_config(CONFIGS / "radar_multi_simvp.yaml").model, DATASETS["radar-multi"], 1, 128)]
     lab = Lab(load_suite("paper"), runs="runs")
@@ -81,7 +87,7 @@ def test_the_coarse_path_costs_under_a_tenth_of_dense_in_every_shipped_setup():
     for config, spec, channels, crop in setups:
         model = build_model(config, t_in=spec.t_in, t_out=spec.t_out, channels=channels, periods=spec.periods)
         share = model.coarse_macs(crop, crop) / _dense_macs(model, crop, crop)
-        assert share <= 0.10, (spec.name, config.backbone, share)
+        assert share <= COARSE_SHARE_CEILING.get(spec.name, 0.10), (spec.name, config.backbone, share)
 
 
 def test_a_factor_that_does_not_divide_the_tile_is_refused():
