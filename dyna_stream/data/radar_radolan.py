@@ -47,32 +47,32 @@ PRODUCTS = {"RY": AMOUNT, "YW": AMOUNT, "RV": AMOUNT, "RW": AMOUNT, "SF": AMOUNT
             "RX": REFLECTIVITY, "WX": REFLECTIVITY}
 
 
+OPENERS = {b"\x1f\x8b": gzip.open, b"BZ": bz2.open}     # magic bytes → a streaming opener
+
+
+def _open(path: Path):
+    """``path`` opened for binary reading, through gunzip or bunzip2 when its magic bytes say so."""
+    with open(path, "rb") as handle:
+        magic = handle.read(2)
+    return OPENERS.get(magic, open)(path, "rb")
+
+
 def _decompressed(path: Path) -> bytes:
     """The file's bytes, gunzipped or bunzipped when it is compressed."""
     try:
-        raw = path.read_bytes()
+        with _open(path) as handle:
+            return handle.read()
     except FileNotFoundError:
         raise DataError(f"radar file not found: {path}") from None
-    try:
-        if raw[:2] == b"\x1f\x8b":
-            return gzip.decompress(raw)
-        if raw[:3] == b"BZh":
-            return bz2.decompress(raw)
     except (OSError, EOFError, ValueError) as exc:
         raise DataError(f"{path}: not a readable compressed file ({exc}); re-download it") from None
-    return raw
-
-
-OPENERS = {b"\x1f\x8b": gzip.open, b"BZ": bz2.open}     # magic bytes → a streaming opener
 
 
 def is_radolan(path: Path) -> bool:
     """Whether ``path`` starts (once decompressed) with a RADOLAN composite header; reads only that
     header's first bytes, never the whole file."""
     try:
-        with open(path, "rb") as handle:
-            opener = OPENERS.get(handle.read(2), open)
-        with opener(path, "rb") as handle:
+        with _open(path) as handle:
             return HEAD.match(handle.read(32)) is not None
     except (OSError, EOFError, ValueError):
         return False
