@@ -51,6 +51,9 @@ class CoarseConfig(_Strict):
     factor: int = Field(4, ge=1, description="resolution divisor; must divide the backbone's tile size")
     width: int = Field(32, ge=1, description="hidden channels")
     blocks: int = Field(2, ge=0, description="residual 3x3 blocks after the stem")
+    dilation: int = Field(1, ge=1, description="block i is dilated dilation**(i+1): 1 plain; 2 gives dilations "
+                                               "2, 4, ... and a receptive field of 2**(blocks+2) - 1 coarse pixels "
+                                               "at the same MACs (city-wide context on a small grid)")
 
 
 class ModelConfig(_Strict):

@@ -11,6 +11,7 @@ from dyna_stream.data.registry import DATASETS
 from dyna_stream.experiments.lab import Lab
 from dyna_stream.experiments.suite import load_suite
 from dyna_stream.model.checkpoint import build_model, load_checkpoint
+from dyna_stream.model.coarse import CoarsePath
 from dyna_stream.model.context import MaskContext
 from dyna_stream.model.dynapruner import DynaPruner
 from dyna_stream.sparse import SparseEngine
@@ -110,3 +111,21 @@ def test_a_checkpoint_from_before_the_coarse_path_loads_and_gives_the_same_numbe
         np.testing.assert_allclose(prediction.forecast.numpy(), recorded[f"forecast_{sparsity}"], atol=1e-6)
         np.testing.assert_allclose(sparse.forecast.numpy(), recorded[f"forecast_{sparsity}"], atol=1e-4)
         assert torch.equal(prediction.base, fallback)
+
+
+@pytest.mark.parametrize("dilation", [1, 2])
+def test_dilated_blocks_widen_the_receptive_field_at_the_same_cost(dilation):
+    """One changed input pixel reaches 2·blocks + 3 coarse pixels across with plain blocks and
+    2**(blocks + 2) − 1 with dilation 2, at equal MACs."""
+    torch.manual_seed(0)
+    path = CoarsePath(t_in=2, t_out=1, channels=1, factor=1, width=4, blocks=2, dilation=dilation).eval()
+    with torch.no_grad():
+        for parameter in path.parameters():
+            parameter.normal_(0, 0.5)
+        inputs = torch.randn(1, 3, 33, 33)
+        moved = inputs.clone()
+        moved[0, 0, 16, 16] += 10.0
+        changed = (path(moved) - path(inputs)).abs()[0, 0] > 0
+    columns = changed.any(0).nonzero().flatten()
+    assert int(columns.max() - columns.min() + 1) == (7 if dilation == 1 else 15)
+    assert path.macs(32, 32) == CoarsePath(t_in=2, t_out=1, channels=1, factor=1, width=4, blocks=2).macs(32, 32)

@@ -176,3 +176,13 @@ def test_dyna_start_dense_trains_the_dense_model_first_and_starts_every_pruner_f
     with caplog.at_level("INFO", logger="dyna_stream.experiments.lab"):
         lab.pruner("storms", "simvp", "dyna")
     assert "training" in caplog.text and str(dyna.path.parent) in caplog.text
+
+
+def test_a_data_set_can_start_its_pruners_from_dense_while_the_suite_starts_from_scratch(tmp_path, storms):
+    storms_plan = {**TINY_SUITE["datasets"]["storms"], "dyna_start": "dense", "distill_weight": 0.0}
+    tree = {**TINY_SUITE, "backbones": {"simvp": TINY_SUITE["backbones"]["simvp"]}, "datasets": {"storms": storms_plan}}
+    suite = load_suite(_write_suite(tmp_path, tree))
+    assert suite.dyna_start == "scratch"
+    dyna = Lab(suite, runs=tmp_path / "runs", data_root=storms).pruner("storms", "simvp", "dyna")
+    assert dyna.checkpoint.config.train.init_from == str(tmp_path / "runs" / "storms" / "simvp" / "dense" / "model.pt")
+    assert dyna.checkpoint.config.train.distill_weight == 0.0

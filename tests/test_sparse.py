@@ -17,7 +17,7 @@ from dyna_stream.sparse import SparseEngine
 from dyna_stream.sparse import tiles as tile_ops
 from dyna_stream.sparse.pools import BufferPool
 
-from conftest import leveled, tiny_dyna
+from conftest import TINY_BACKBONES, TINY_COARSE, leveled, tiny_dyna
 
 SPARSITIES = [0.0, 0.3, 0.5, 0.7, 0.9]
 
@@ -64,6 +64,27 @@ def test_sparse_matches_masked_dense(backbone, policy, sparsity, strategy):
     assert_equivalent(model, frames, fallback, 0.0, sparsity, policy, strategy)
     if sparsity > 0:
         assert (both.masks.tiles == 0).any() and all((gate == 0).any() for gate in both.masks.gates.values())
+
+
+@pytest.mark.parametrize("backbone", ["simvp", "tau"])
+@pytest.mark.parametrize("sparsity", SPARSITIES)
+def test_a_latent_stride_of_two_stays_exact_with_tiles_half_the_size(backbone, sparsity):
+    """SimVP/TAU with one downsampling stage (small grids): 4-pixel tiles at tile_latent 2."""
+    torch.manual_seed(0)
+    model = DynaPruner(backbone=backbone, t_in=3, t_out=2, channels=1, generator_hidden=4,
+                       backbone_kwargs={**TINY_BACKBONES[backbone], "stride": 2}, coarse=TINY_COARSE)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0, 0.3)
+    assert model.eval().tile_size == 4
+    frames, fallback = torch.randn(2, 3, 1, 24, 32), torch.randn(2, 2, 1, 24, 32)
+    for strategy in ("windows", "canvas", "auto"):
+        assert_equivalent(model, frames, fallback, sparsity, sparsity, "dyna", strategy)
+
+
+def test_a_latent_stride_other_than_two_or_four_is_refused():
+    with pytest.raises(ValueError, match="latent stride is one of"):
+        DynaPruner(backbone="simvp", t_in=3, t_out=2, channels=1, backbone_kwargs={"stride": 8})
 
 
 @pytest.mark.parametrize("backbone", sorted(BACKBONES))

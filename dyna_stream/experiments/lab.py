@@ -88,13 +88,13 @@ class Lab:
         return self.trained(self.config(dataset, backbone, "dense", "train.policy=dense"))
 
     def pruner(self, dataset: str, backbone: str, variant: str, *extra: str) -> Trained:
-        """A Dyna-Pruner variant (the full model, a fixed point, an ablation). With the suite's
-        ``dyna_start: dense`` it starts from the dense model (trained first) and distils its forecast
-        with weight ``distill_weight`` (:mod:`dyna_stream.train.teacher`)."""
-        start = ()
-        if self.suite.dyna_start == "dense":
-            start = (f"train.init_from={self.dense(dataset, backbone).path}",
-                     f"train.distill_weight={self.suite.distill_weight}")
+        """A Dyna-Pruner variant (the full model, a fixed point, an ablation). With ``dyna_start: dense``
+        (the data set's, else the suite's) it starts from the dense model (trained first) and distils
+        its forecast with weight ``distill_weight`` (:mod:`dyna_stream.train.teacher`)."""
+        plan, start = self.suite.datasets[dataset], ()
+        if (plan.dyna_start or self.suite.dyna_start) == "dense":
+            weight = self.suite.distill_weight if plan.distill_weight is None else plan.distill_weight
+            start = (f"train.init_from={self.dense(dataset, backbone).path}", f"train.distill_weight={weight}")
         return self.trained(self.config(dataset, backbone, variant, *start, *extra))
 
     def mp(self, dataset: str, backbone: str, dense: Trained, dyna: Trained, point: float) -> Trained:

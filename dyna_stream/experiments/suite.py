@@ -28,6 +28,10 @@ class DatasetPlan(_Strict):
     overrides: list[str] = Field(default_factory=list)
     tile_latent: int = Field(4, ge=1, description="tile side in latent pixels (input tile = 4 × this)")
     test_frames: int | None = Field(None, ge=2, description="score only the first N test frames (quick runs)")
+    dyna_start: Literal["scratch", "dense"] | None = Field(
+        None, description="this data set's Dyna-Pruner checkpoints start from scratch or from the dense model "
+                          "(None: the suite's dyna_start)")
+    distill_weight: float | None = Field(None, ge=0, description="with dyna_start: dense (None: the suite's)")
 
 
 class BackbonePlan(_Strict):

@@ -23,15 +23,18 @@ class CoarsePath(nn.Module):
     ----------
     t_in, t_out, channels : the window shape.  factor : resolution divisor (H and W are multiples).
     width : hidden channels.  blocks : residual 3×3 blocks after the 3×3 stem; a 1×1 readout,
-        initialised to zero, so training starts at the fallback.
+        initialised to zero, so training starts at the fallback.  dilation : block i is dilated
+        ``dilation**(i + 1)`` (1: plain 3×3 blocks, receptive field 2·blocks + 3 coarse pixels; 2:
+        dilations 2, 4, …, receptive field 2**(blocks + 2) − 1 at the same MACs).
     """
 
     def __init__(self, *, t_in: int, t_out: int, channels: int, factor: int = 4, width: int = 32,
-                 blocks: int = 2) -> None:
+                 blocks: int = 2, dilation: int = 1) -> None:
         super().__init__()
         self.factor = factor
         self.stem = nn.Conv2d((t_in + t_out) * channels, width, 3, padding=1)
-        self.blocks = nn.ModuleList(nn.Conv2d(width, width, 3, padding=1) for _ in range(blocks))
+        rates = [dilation ** (i + 1) for i in range(blocks)]
+        self.blocks = nn.ModuleList(nn.Conv2d(width, width, 3, padding=rate, dilation=rate) for rate in rates)
         self.readout = nn.Conv2d(width, t_out * channels, 1)
         nn.init.zeros_(self.readout.weight)
         nn.init.zeros_(self.readout.bias)
