@@ -91,9 +91,8 @@ class Lab:
         """A Dyna-Pruner variant (the full model, a fixed point, an ablation). With ``dyna_start: dense``
         (the data set's, else the suite's) it starts from the dense model (trained first) and distils
         its forecast with weight ``distill_weight`` (:mod:`dyna_stream.train.teacher`)."""
-        plan, start = self.suite.datasets[dataset], ()
-        if (plan.dyna_start or self.suite.dyna_start) == "dense":
-            weight = self.suite.distill_weight if plan.distill_weight is None else plan.distill_weight
+        (origin, weight), start = self.suite.start_of(dataset), ()
+        if origin == "dense":
             start = (f"train.init_from={self.dense(dataset, backbone).path}", f"train.distill_weight={weight}")
         return self.trained(self.config(dataset, backbone, variant, *start, *extra))
 

@@ -26,7 +26,7 @@ class DatasetPlan(_Strict):
     """How every backbone trains on one data set: RunConfig overrides (``section.key=value``)."""
 
     overrides: list[str] = Field(default_factory=list)
-    tile_latent: int = Field(4, ge=1, description="tile side in latent pixels (input tile = 4 × this)")
+    tile_latent: int = Field(4, ge=1, description="tile side in latent pixels (input tile = stride × this)")
     test_frames: int | None = Field(None, ge=2, description="score only the first N test frames (quick runs)")
     dyna_start: Literal["scratch", "dense"] | None = Field(
         None, description="this data set's Dyna-Pruner checkpoints start from scratch or from the dense model "
@@ -81,6 +81,12 @@ class Suite(_Strict):
     ablation: Study | None = None
     latency_runs: int = Field(20, ge=1)
     latency_warmup: int = Field(3, ge=0)
+
+    def start_of(self, dataset: str) -> tuple[str, float]:
+        """(dyna_start, distill_weight) of ``dataset``'s Dyna-Pruner checkpoints: its own, else the suite's."""
+        plan = self.datasets[dataset]
+        return (plan.dyna_start or self.dyna_start,
+                self.distill_weight if plan.distill_weight is None else plan.distill_weight)
 
     @field_validator("datasets")
     @classmethod
