@@ -54,6 +54,9 @@ class CoarseConfig(_Strict):
     dilation: int = Field(1, ge=1, description="block i is dilated dilation**(i+1): 1 plain; 2 gives dilations "
                                                "2, 4, ... and a receptive field of 2**(blocks+2) - 1 coarse pixels "
                                                "at the same MACs (city-wide context on a small grid)")
+    context: int = Field(0, ge=0, description="channels of the coarse path's features the fine path reads beside the "
+                                              "frames and the base, so a kept tile knows its surroundings (0: none; "
+                                              "SimVP and TAU)")
 
 
 class ModelConfig(_Strict):

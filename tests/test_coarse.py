@@ -15,6 +15,7 @@ from dyna_stream.model.coarse import CoarsePath
 from dyna_stream.model.context import MaskContext
 from dyna_stream.model.dynapruner import DynaPruner
 from dyna_stream.sparse import SparseEngine
+from dyna_stream.sparse.blocks import BlockEngine, has_finite_radius
 
 from conftest import TINY_BACKBONES, TINY_COARSE, tiny_dyna
 
@@ -129,3 +130,57 @@ def test_dilated_blocks_widen_the_receptive_field_at_the_same_cost(dilation):
     columns = changed.any(0).nonzero().flatten()
     assert int(columns.max() - columns.min() + 1) == (7 if dilation == 1 else 15)
     assert path.macs(32, 32) == CoarsePath(t_in=2, t_out=1, channels=1, factor=1, width=4, blocks=2).macs(32, 32)
+
+
+def context_model(backbone: str, context: int) -> DynaPruner:
+    """A random tiny model whose coarse path hands ``context`` channels to the fine path."""
+    torch.manual_seed(0)
+    model = DynaPruner(backbone=backbone, t_in=3, t_out=2, channels=1, generator_hidden=4,
+                       backbone_kwargs=TINY_BACKBONES[backbone], coarse={**TINY_COARSE, "context": context})
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0, 0.3)
+    return model.eval()
+
+
+@pytest.mark.parametrize("backbone", ["simvp", "tau"])
+@pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.9])
+def test_the_coarse_context_keeps_both_engines_exact_and_is_counted(backbone, sparsity):
+    """[X, base, context] into the fine path: sparse == masked in every strategy; the context costs its
+    1×1 readout in the coarse path and its input channels in the first conv, and the windows engine
+    executes exactly the MACs counted."""
+    model = context_model(backbone, 3)
+    frames, fallback = torch.randn(2, 3, 1, 48, 64), torch.randn(2, 2, 1, 48, 64)
+    with torch.no_grad():
+        reference = model(frames, fallback, data_sparsity=sparsity, model_sparsity=sparsity)
+        for strategy in ("windows", "canvas", "auto"):
+            result = SparseEngine(model, strategy=strategy)(frames, fallback, data_sparsity=sparsity,
+                                                            model_sparsity=sparsity)
+            assert (result.forecast - reference.forecast).abs().max() <= 1e-4
+            if strategy == "windows":
+                np.testing.assert_allclose([a.macs for a in result.accounting], model.macs(reference), rtol=1e-6)
+        blocks = [BlockEngine(model, superblock=1)] if has_finite_radius(model) else []   # TAU: not bounded
+        for engine in (SparseEngine(model, shapes="static"), *blocks):
+            result = engine(frames, fallback, data_sparsity=sparsity, model_sparsity=sparsity)
+            assert (result.forecast - reference.forecast).abs().max() <= 1e-4
+    assert model.coarse_macs(48, 64) - context_model(backbone, 0).coarse_macs(48, 64) == 12 * 16 * 4 * 3
+    assert model.backbone.enc1.conv.in_channels == (3 + 2) * 1 + 3
+
+
+def test_the_fine_path_reads_the_context_beside_the_frames_and_the_base():
+    """start() = (base, [X, base, context]); the context carries what the coarse path saw around a pixel."""
+    frames, fallback = torch.randn(1, 3, 1, 48, 64), torch.randn(1, 2, 1, 48, 64)
+    moved = frames.clone()
+    moved[..., 16:24, 32:40] += 5.0                            # a tile's neighbour on the right
+    with torch.no_grad():
+        assert [p.shape[1] for p in context_model("simvp", 0).start(frames, fallback)[1]] == [3, 2]
+        model = context_model("simvp", 3)
+        (base, parts), (_, moved_parts) = model.start(frames, fallback), model.start(moved, fallback)
+    assert [p.shape[1] for p in parts] == [3, 2, 3]
+    torch.testing.assert_close(parts[1], base.flatten(1, 2))
+    assert (parts[2] - moved_parts[2])[..., 16:24, 24:32].abs().max() > 1e-3
+
+
+def test_convlstm_refuses_the_coarse_context():
+    with pytest.raises(ValueError, match="no coarse-path context"):
+        DynaPruner(backbone="convlstm", t_in=3, t_out=2, channels=1, coarse={**TINY_COARSE, "context": 2})

@@ -186,3 +186,15 @@ def test_a_data_set_can_start_its_pruners_from_dense_while_the_suite_starts_from
     dyna = Lab(suite, runs=tmp_path / "runs", data_root=storms).pruner("storms", "simvp", "dyna")
     assert dyna.checkpoint.config.train.init_from == str(tmp_path / "runs" / "storms" / "simvp" / "dense" / "model.pt")
     assert dyna.checkpoint.config.train.distill_weight == 0.0
+
+
+def test_a_data_set_can_override_one_backbone_only(tmp_path, storms):
+    """The coarse path's context on SimVP (ConvLSTM refuses it): overrides for one backbone of one data set."""
+    storms_plan = {**TINY_SUITE["datasets"]["storms"], "backbone_overrides": {"simvp": ["model.coarse.context=2"]}}
+    suite = load_suite(_write_suite(tmp_path, {**TINY_SUITE, "datasets": {"storms": storms_plan}}))
+    lab = Lab(suite, runs=tmp_path / "runs", data_root=storms)
+    assert lab.config("storms", "simvp", "dense").model.coarse.context == 2
+    assert lab.config("storms", "convlstm", "dense").model.coarse.context == 0
+    bad = {**storms_plan, "backbone_overrides": {"unet": []}}
+    with pytest.raises(ConfigError, match=r"unknown backbone\(s\) \['unet'\]"):
+        load_suite(_write_suite(tmp_path, {**TINY_SUITE, "datasets": {"storms": bad}}))

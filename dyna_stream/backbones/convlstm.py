@@ -35,8 +35,11 @@ def lstm_update(gates: torch.Tensor, cell: torch.Tensor) -> tuple[torch.Tensor, 
 @register_backbone("convlstm")
 class ConvLSTM(Backbone):
     def __init__(self, *, t_in: int, t_out: int, channels: int, width: int = 16, hidden: int = 32,
-                 layers: int = 2, kernel: int = 5, tile_latent: int = 4) -> None:
+                 layers: int = 2, kernel: int = 5, tile_latent: int = 4, context: int = 0) -> None:
         super().__init__()
+        if context:
+            raise ValueError("ConvLSTM reads its input frame by frame and takes no coarse-path context "
+                             "(model.coarse.context is for SimVP and TAU)")
         self.t_in, self.channels = t_in, channels
         self.tile_size = tile_latent * STRIDE
         self.enc1 = ConvUnit((Source(None, channels),), width, stride=2, group="enc1")

@@ -7,7 +7,8 @@ handful of pixels; OpenSTL's SimVP sets the number of stride-2 stages per data s
 Translator: residual blocks on a latent stream whose channels form one coupled gate group.
 Decoder: PixelShuffle(2) stages mirroring the encoder (gates on the shuffled channels = filter
 groups of r² = 4), a skip from the first encoder layer, and a zero-initialised 1×1 readout.
-Subclasses swap the translator (TAU).
+Subclasses swap the translator (TAU). ``context``: extra input channels after the stacked frames
+(the coarse path's context features, :mod:`dyna_stream.model.coarse`).
 """
 from __future__ import annotations
 
@@ -24,14 +25,15 @@ STRIDES = (2, 4)   # input pixels per latent pixel
 @register_backbone("simvp")
 class SimVP(Backbone):
     def __init__(self, *, t_in: int, t_out: int, channels: int, width: int = 16, latent: int = 48,
-                 hidden: int = 64, blocks: int = 3, tile_latent: int = 4, stride: int = 4) -> None:
+                 hidden: int = 64, blocks: int = 3, tile_latent: int = 4, stride: int = 4,
+                 context: int = 0) -> None:
         super().__init__()
         if stride not in STRIDES:
             raise ValueError(f"SimVP's latent stride is one of {STRIDES}, not {stride}")
         second = 2 if stride == 4 else 1   # the second stage downsamples (and its decoder stage upsamples) or not
         self.tile_size = tile_latent * stride
         self.groups = {"enc1": width, "enc2": width, "enc3": latent, "latent": latent}
-        image = Source(None, (t_in + t_out) * channels)
+        image = Source(None, (t_in + t_out) * channels + context)
         self.enc1 = ConvUnit((image,), width, group="enc1")
         self.enc2 = ConvUnit((Source("enc1", width),), width, stride=2, group="enc2")
         self.enc3 = ConvUnit((Source("enc2", width),), latent, group="enc3")

@@ -59,12 +59,14 @@ class Lab:
         self._windows: dict[tuple, WindowDataset] = {}
 
     def config(self, dataset: str, backbone: str, variant: str, *extra: str) -> RunConfig:
-        """The run configuration of one variant: data set plan, backbone plan, then ``extra`` overrides."""
+        """The run configuration of one variant: data set plan (its own overrides, then those for this
+        backbone), backbone plan, then ``extra`` overrides."""
         plan, model = self.suite.datasets[dataset], self.suite.backbones[backbone]
         kwargs = {**model.kwargs, "tile_latent": plan.tile_latent}
         config = load_config(None, [
             f"data.name={dataset}", f"model.backbone={backbone}", f"model.backbone_kwargs={json.dumps(kwargs)}",
-            f"train.validation_sparsity={self.suite.point}", *plan.overrides, *extra,
+            f"train.validation_sparsity={self.suite.point}", *plan.overrides,
+            *plan.backbone_overrides.get(backbone, ()), *extra,
             f"train.out_dir={self.runs / dataset / backbone / variant}"])
         steps = max(1, round(config.train.steps * model.steps_scale))
         return config.model_copy(update={"train": config.train.model_copy(update={"steps": steps}),

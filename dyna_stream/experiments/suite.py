@@ -22,6 +22,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _registered(value: dict, registry: dict, what: str) -> dict:
+    unknown = sorted(set(value) - set(registry))
+    if unknown:
+        raise ValueError(f"unknown {what}(s) {unknown}; choose from {sorted(registry)}")
+    return value
+
+
 class DatasetPlan(_Strict):
     """How every backbone trains on one data set: RunConfig overrides (``section.key=value``)."""
 
@@ -32,6 +39,13 @@ class DatasetPlan(_Strict):
         None, description="this data set's Dyna-Pruner checkpoints start from scratch or from the dense model "
                           "(None: the suite's dyna_start)")
     distill_weight: float | None = Field(None, ge=0, description="with dyna_start: dense (None: the suite's)")
+    backbone_overrides: dict[str, list[str]] = Field(
+        default_factory=dict, description="further overrides for one backbone on this data set (after `overrides`)")
+
+    @field_validator("backbone_overrides")
+    @classmethod
+    def _known_backbones(cls, value: dict) -> dict:
+        return _registered(value, BACKBONES, "backbone")
 
 
 class BackbonePlan(_Strict):
@@ -49,13 +63,6 @@ class Study(_Strict):
 class Robustness(_Strict):
     noise: list[float] = Field(default_factory=lambda: [0.01, 0.05], description="σ, normalised units")
     mask_failure: list[float] = Field(default_factory=lambda: [0.05, 0.10], description="kept tiles flipped")
-
-
-def _registered(value: dict, registry: dict, what: str) -> dict:
-    unknown = sorted(set(value) - set(registry))
-    if unknown:
-        raise ValueError(f"unknown {what}(s) {unknown}; choose from {sorted(registry)}")
-    return value
 
 
 class Suite(_Strict):

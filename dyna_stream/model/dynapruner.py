@@ -3,7 +3,9 @@
 base = fallback + coarse([X, fallback]) everywhere (the cheap coarse path, :mod:`.coarse`; without
 one, base = fallback), forecast = base + M_data ⊙ backbone([X, base]): pruned tiles take the coarse
 forecast (on radar the advected last frame plus the coarse correction, elsewhere the persisted one
-plus it) in training and inference alike (DESIGN §2, §7).
+plus it) in training and inference alike (DESIGN §2, §7). A coarse path with ``context`` channels
+adds its context features to the backbone's input ([X, base, context]), so a kept tile is refined
+knowing its surroundings.
 """
 from __future__ import annotations
 
@@ -54,8 +56,9 @@ class DynaPruner(nn.Module):
         :mod:`dyna_stream.model.norm`) or "all" (over the whole batch, as plain BatchNorm).
     coverage_input : the mask generator reads the coverage map (where the input has measurements).
         Whatever this says, a tile without a measured cell is never kept when coverage is passed.
-    coarse : CoarsePath arguments (factor, width, blocks) or None (pruned tiles take the bare
-        fallback: checkpoints from before the coarse path). The factor must divide the tile size.
+    coarse : CoarsePath arguments (factor, width, blocks, dilation, context) or None (pruned tiles take
+        the bare fallback: checkpoints from before the coarse path). The factor must divide the tile
+        size; ``context`` > 0 needs a backbone that reads extra input channels (SimVP, TAU).
     seasonal_frames : frames read after the T_in recent ones (the frames one period before each
         target, :mod:`dyna_stream.data.seasonal`); the backbone and the coarse path see all
         ``input_frames`` = T_in + seasonal_frames, the mask generator the recent ones.
@@ -76,8 +79,9 @@ class DynaPruner(nn.Module):
         self.norm_statistics = norm_statistics
         self.norm_levels: NormLevels | None = None
         self.loaded_norm_level: int | None = None     # the level whose statistics the BatchNorms hold
+        context = 0 if coarse is None else coarse.get("context", 0)
         self.backbone = create_backbone(backbone, t_in=self.input_frames, t_out=t_out, channels=channels,
-                                        **(backbone_kwargs or {}))
+                                        **(backbone_kwargs or {}), **({"context": context} if context else {}))
         units = sum(self.backbone.groups.values())
         self.generator = MaskGenerator(channels=channels, units=units, hidden=generator_hidden,
                                        reduction=generator_reduction, pooling=unit_pooling,
@@ -94,6 +98,12 @@ class DynaPruner(nn.Module):
     @property
     def tile_size(self) -> int:
         return self.backbone.tile_size
+
+    @property
+    def fine_input_channels(self) -> int:
+        """Channels of the backbone's input (see :meth:`start`): the frames, the base, any context."""
+        context = 0 if self.coarse is None else self.coarse.context
+        return (self.input_frames + self.t_out) * self.channels + context
 
     def static_gates(self) -> dict[str, torch.Tensor]:
         """The fixed (MP) channel gates, group → (1, C)."""
@@ -149,10 +159,18 @@ class DynaPruner(nn.Module):
     def base(self, frames: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
         """What every tile starts from (B, T_out, C, H, W): the fallback plus the coarse path's
         correction (the fallback itself without a coarse path)."""
+        return self.start(frames, fallback)[0]
+
+    def start(self, frames: torch.Tensor, fallback: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The base (see :meth:`base`) and the fine path's input as its channel parts, each
+        (B, C_i, H, W): the frames, the base and, with a context-giving coarse path, its context."""
         if self.coarse is None:
-            return fallback
-        correction = self.coarse(torch.cat([frames.flatten(1, 2), fallback.flatten(1, 2)], dim=1))
-        return fallback + correction.reshape(fallback.shape)
+            base, context = fallback, None
+        else:
+            correction, context = self.coarse.run(torch.cat([frames.flatten(1, 2), fallback.flatten(1, 2)], dim=1))
+            base = fallback + correction.reshape(fallback.shape)
+        parts = [frames.flatten(1, 2), base.flatten(1, 2)]
+        return base, parts if context is None else [*parts, context]
 
     def coarse_macs(self, height: int, width: int) -> int:
         """The coarse path's MACs for one H × W sample (0 without one)."""
@@ -168,8 +186,8 @@ class DynaPruner(nn.Module):
             frames, fallback, data_sparsity=data_sparsity, model_sparsity=model_sparsity, policy=policy,
             mask_failure=mask_failure, coverage=coverage, content_budget=content_budget)
         masks.active_statistics = self.backbone.training and self.norm_statistics == "active"
-        base = self.base(frames, fallback)
-        correction = self.backbone(masks.concat([frames.flatten(1, 2), base.flatten(1, 2)]), masks)
+        base, inputs = self.start(frames, fallback)
+        correction = self.backbone(masks.concat(inputs), masks)
         return Prediction(base + correction.reshape(base.shape), importance_map, unit_importance, masks, base)
 
     def macs(self, prediction: Prediction) -> torch.Tensor:

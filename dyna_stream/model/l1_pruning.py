@@ -44,7 +44,7 @@ def static_macs(model: DynaPruner, gates: dict[str, torch.Tensor], height: int, 
     frames = torch.zeros(1, model.input_frames, model.channels, height, width)
     fallback = torch.zeros(1, model.t_out, model.channels, height, width)
     ctx = MaskContext(None, {name: gate[None] for name, gate in gates.items()})
-    model.backbone(torch.cat([frames.flatten(1, 2), fallback.flatten(1, 2)], 1), ctx)
+    model.backbone(torch.cat(model.start(frames, fallback)[1], 1), ctx)
     model.train(was_training)
     return float(model.backbone.macs(ctx, 1, frames.device)[0]) + model.coarse_macs(height, width)
 

@@ -45,9 +45,8 @@ def receptive_radius(model: DynaPruner, size: tuple[int, int]) -> int | None:
     if not has_finite_radius(model):
         return None
     ctx = MaskContext()
-    channels = (model.input_frames + model.t_out) * model.channels      # the frames and the base forecast
     with torch.no_grad():
-        backbone(torch.zeros(1, channels, *size, device=next(model.parameters()).device), ctx)
+        backbone(torch.zeros(1, model.fine_input_channels, *size, device=next(model.parameters()).device), ctx)
     radius = 0
     for block in backbone.blocks():
         conv = block.conv
@@ -102,9 +101,9 @@ class BlockEngine:
                                                           model_sparsity=model_sparsity, policy=policy,
                                                           mask_failure=mask_failure, coverage=coverage,
                                                           content_budget=content_budget)
-            base = model.base(frames, fallback)
+            base, parts = model.start(frames, fallback)
             forecast, accounting = base.clone(), []
-            inputs = torch.cat([frames.flatten(1, 2), base.flatten(1, 2)], dim=1)
+            inputs = torch.cat(parts, dim=1)
             grid = (size[0] // model.tile_size, size[1] // model.tile_size)
             for b in range(frames.shape[0]):
                 tiles = (torch.ones(grid, device=frames.device) if masks.tiles is None

@@ -487,7 +487,7 @@ class SparseEngine:
                                                           model_sparsity=model_sparsity, policy=policy,
                                                           mask_failure=mask_failure, coverage=coverage,
                                                           content_budget=content_budget, sync_free=static)
-            base = model.base(frames, fallback)         # the coarse path runs everywhere, dense
+            base, inputs = model.start(frames, fallback)         # the coarse path runs everywhere, dense
             forecast, accounting, coarse_macs = base.clone(), [], model.coarse_macs(*size)
             for b in range(frames.shape[0]):
                 if not static and masks.tiles is not None and not masks.tiles[b].any():
@@ -498,7 +498,7 @@ class SparseEngine:
                 ctx.accounting.macs += coarse_macs
                 ctx.base = forecast[b:b + 1].flatten(1, 2)      # the readout adds its tiles onto it, in place
                 try:
-                    model.backbone(ctx.concat([frames[b:b + 1].flatten(1, 2), base[b:b + 1].flatten(1, 2)]), ctx)
+                    model.backbone(ctx.concat([part[b:b + 1] for part in inputs]), ctx)
                 finally:
                     ctx.release()
                 accounting.append(ctx.accounting)

@@ -26,9 +26,8 @@ class DenseForecaster(nn.Module):
         self.model = model
 
     def forward(self, frames: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
-        base = self.model.base(frames, fallback)
-        inputs = torch.cat([frames.flatten(1, 2), base.flatten(1, 2)], dim=1)
-        correction = self.model.backbone(inputs, MaskContext())
+        base, inputs = self.model.start(frames, fallback)
+        correction = self.model.backbone(torch.cat(inputs, dim=1), MaskContext())
         return base + correction.reshape(base.shape)
 
 
