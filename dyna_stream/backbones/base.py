@@ -15,7 +15,8 @@ class Backbone(nn.Module):
     sizes. Subclasses set ``groups`` (gate group → units, in a fixed order), ``tile_size`` (input
     pixels per tile side) and implement ``forward(inputs (B, (T_in+T_out)·C, H, W), ctx) →
     (B, T_out·C, H, W)``: the input frames and the base frames (fallback + coarse path) stacked
-    along channels, out the correction to the base. H and W must be multiples of ``tile_size``.
+    along channels (then, for builders that take ``context``, that many channels of the coarse
+    path's features), out the correction to the base. H and W must be multiples of ``tile_size``.
     """
 
     groups: dict[str, int]
