@@ -91,7 +91,7 @@ def graphed_dense(backbone, inputs: torch.Tensor):
 def candidates_for(model, window: dict, points: list[float], device: torch.device) -> tuple[dict, dict]:
     """name → step, name → executed MACs."""
     frames, fallback, coverage = window["frames"], window["fallback"], window["coverage"]
-    inputs = torch.cat([frames.flatten(1, 2), fallback.flatten(1, 2)], dim=1)
+    inputs = torch.cat(model.start(frames, fallback)[1], dim=1)   # [X, base, any context]
     dense_ctx = MaskContext()
     model.backbone(inputs, dense_ctx)
     dense_macs = float(model.backbone.macs(dense_ctx, 1, device)[0])

@@ -126,9 +126,9 @@ def main() -> None:
     checkpoint = load_checkpoint(args.checkpoint, map_location=device)
     model = checkpoint.model.to(device).eval()
     frames, fallback = window(checkpoint, device)
-    inputs = torch.cat([frames.flatten(1, 2), fallback.flatten(1, 2)], dim=1)
 
     with torch.no_grad():
+        inputs = torch.cat(model.start(frames, fallback)[1], dim=1)   # [X, base, any context]
         dense_ctx = MaskContext()
         model.backbone(inputs, dense_ctx)
         dense_macs = float(model.backbone.macs(dense_ctx, 1, device)[0])

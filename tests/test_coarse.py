@@ -68,7 +68,7 @@ def test_macs_count_the_coarse_path_in_both_engines(backbone):
 def _dense_macs(model: DynaPruner, height: int, width: int) -> float:
     ctx = MaskContext()
     with torch.no_grad():
-        model.backbone(torch.zeros(1, (model.input_frames + model.t_out) * model.channels, height, width), ctx)
+        model.backbone(torch.zeros(1, model.fine_input_channels, height, width), ctx)
     return float(model.backbone.macs(ctx, 1, torch.device("cpu"))[0])
 
 
