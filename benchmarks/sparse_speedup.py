@@ -2,7 +2,8 @@
 
 Batch 1, float32, the trained radar model at the §7 resolution (306 × 190 padded to 320 × 192),
 on a real radar window. Dense = the best of eager and torch.compile (unless --no-compile);
-sparse = the whole Dyna-Pruner step (mask generator + mask selection + coarse path + sparse backbone);
+sparse = the whole Dyna-Pruner step (mask generator + mask selection + coarse path + sparse backbone)
+at sd = sw ∈ SPARSITIES and at the checkpoint's default point (marked "default");
 dense = the backbone alone (no generator, no coarse path): a plain dense forecaster.
 Eager dense and every sparse point are timed together in this process. The compiled dense model
 is timed in a child process against eager dense again (Inductor's own OpenMP threads would
@@ -37,6 +38,10 @@ from dyna_stream.model.context import MaskContext
 from dyna_stream.sparse import SparseEngine
 
 SPARSITIES = (0.3, 0.5, 0.7, 0.9)
+
+
+def point_label(sd: float, sw: float) -> str:
+    return f"sd=sw={sd:g}" if sd == sw else f"sd={sd:g} sw={sw:g}"
 
 
 def timed(candidates: dict, *, runs: int, warmup: int, device: torch.device, block: int = 5) -> dict[str, dict]:
@@ -148,11 +153,14 @@ def main() -> None:
                                                                   model_sparsity=0.7)
         candidates["coarse path"] = lambda: model.base(frames, fallback)
         engine = SparseEngine(model, strategy=args.strategy)
+        points = {point_label(s, s): (s, s) for s in SPARSITIES}
+        default = point_label(*checkpoint.operating_point)
+        points.setdefault(default, checkpoint.operating_point)
         macs = {}
-        for sparsity in SPARSITIES:
-            step = lambda s=sparsity: engine(frames, fallback, data_sparsity=s, model_sparsity=s)  # noqa: E731
-            macs[sparsity] = step().accounting[0].macs
-            candidates[f"sd=sw={sparsity:g}"] = step
+        for label, (sd, sw) in sorted(points.items(), key=lambda item: item[1]):
+            step = lambda sd=sd, sw=sw: engine(frames, fallback, data_sparsity=sd, model_sparsity=sw)  # noqa: E731
+            macs[label] = step().accounting[0].macs
+            candidates[label] = step
         latency = timed(candidates, runs=args.runs, warmup=args.warmup, device=device)
         if args.profile:
             write_profile(candidates["sd=sw=0.7"], device, Path(args.profile))
@@ -165,11 +173,12 @@ def main() -> None:
     baseline = min(v["median_ms"] for v in dense.values())
     generator, coarse = latency["mask generator"], latency["coarse path"]
     rows = []
-    for sparsity in SPARSITIES:
-        point = latency[f"sd=sw={sparsity:g}"]
-        speedup, macs_ratio = baseline / point["median_ms"], dense_macs / macs[sparsity]
-        rows.append({"sd": sparsity, "sw": sparsity, **point, "macs": macs[sparsity], "speedup": speedup,
-                     "macs_ratio": macs_ratio, "efficiency": speedup / macs_ratio})
+    for label in macs:
+        point = latency[label]
+        speedup, macs_ratio = baseline / point["median_ms"], dense_macs / macs[label]
+        rows.append({"sd": points[label][0], "sw": points[label][1], "default": label == default, **point,
+                     "macs": macs[label], "speedup": speedup, "macs_ratio": macs_ratio,
+                     "efficiency": speedup / macs_ratio})
 
     header = f"{'point':<16}{'median ms':>10}{'p95 ms':>9}{'GMACs':>9}{'speedup':>9}{'MACs ratio':>11}{'effic.':>8}"
     chip = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
@@ -185,8 +194,9 @@ def main() -> None:
         print(f"(dense compiled = eager × {compile_note['ratio']:.3f}, measured in a child process; "
               f"compile took {compile_note['compile_seconds']:.0f} s)")
     for row in rows:
-        print(f"{'sd=sw=' + format(row['sd'], 'g'):<16}{row['median_ms']:>10.2f}{row['p95_ms']:>9.2f}"
-              f"{row['macs'] / 1e9:>9.3f}{row['speedup']:>9.2f}{row['macs_ratio']:>11.1f}{row['efficiency']:>8.2f}")
+        print(f"{point_label(row['sd'], row['sw']):<16}{row['median_ms']:>10.2f}{row['p95_ms']:>9.2f}"
+              f"{row['macs'] / 1e9:>9.3f}{row['speedup']:>9.2f}{row['macs_ratio']:>11.1f}{row['efficiency']:>8.2f}"
+              + ("  (default)" if row["default"] else ""))
     print(f"mask generator + selection: {generator['median_ms']:.2f} ms = "
           f"{100 * generator['median_ms'] / baseline:.1f}% of dense")
     print(f"coarse path (in every sparse step): {coarse['median_ms']:.2f} ms = "

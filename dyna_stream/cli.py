@@ -142,6 +142,12 @@ def _runtime_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (the GPU if torch sees one)")
 
 
+def _area_guard_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-area-guard", dest="area_guard", action="store_false",
+                        help="the model's output as it is, without the checkpoint's echo-area guard (radar: "
+                             "forecasts keep at least 85 %% of the observed echo area at every intensity ≥ 10 dBZ)")
+
+
 def _eval_args(parser: argparse.ArgumentParser) -> None:
     from .data.gridded_files import LAYOUTS
 
@@ -162,6 +168,7 @@ def _eval_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--splits", type=float, nargs=2, default=[0.7, 0.15], metavar=("TRAIN", "VAL"),
                         help="a --dataset file's train and val shares in time order; test is the rest")
     _runtime_args(parser)
+    _area_guard_arg(parser)
     parser.add_argument("--data-root", help="folder holding the data sets")
     parser.add_argument("--out", required=True, help="report folder (report.md, report.json, importance.png)")
 
@@ -173,7 +180,7 @@ def _eval(args: argparse.Namespace) -> int:
     md_path = run_evaluation(args.checkpoint, dense=args.dense, mp=args.mp, sparsities=tuple(args.sparsities),
                              split=args.split, data_root=args.data_root, out_dir=args.out, engine=args.engine,
                              device=args.device, dataset=args.dataset, variable=args.variable, layout=args.layout,
-                             splits=tuple(args.splits))
+                             splits=tuple(args.splits), area_guard=args.area_guard)
     print(md_path)
     return 0
 
@@ -216,6 +223,7 @@ def _predict_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", default="dyna", choices=["dyna", "dense", "random", "static"])
     _data_budget_arg(parser)
     _runtime_args(parser)
+    _area_guard_arg(parser)
     parser.add_argument("--out", default="out", help="output folder")
 
 
@@ -227,7 +235,8 @@ def _predict(args: argparse.Namespace) -> int:
                              data_sparsity=args.sd, model_sparsity=args.sw, policy=args.policy,
                              engine=args.engine, device=args.device, pixel_km=args.pixel_km,
                              step_minutes=args.step_minutes, layout=args.layout, refit_norm=args.refit_norm,
-                             data_budget=args.data_budget, input_units=args.input_units):
+                             data_budget=args.data_budget, input_units=args.input_units,
+                             area_guard=args.area_guard):
         print(path)
     return 0
 

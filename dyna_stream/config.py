@@ -59,6 +59,15 @@ class CoarseConfig(_Strict):
                                               "SimVP and TAU)")
 
 
+class AreaGuardConfig(_Strict):
+    """The echo-area guard (``dyna_stream.area_guard``) every forecast of the model passes through."""
+
+    ratio: float = Field(0.85, gt=0, le=1, description="at every intensity at or above the floor, the forecast paints "
+                                                       "at least this share of the last observation's area")
+    floor: float = Field(description="physical units: intensities below it are not guarded (radar: 10 dBZ, about "
+                                     "0.15 mm/h of rain, the echo that matters to forecasters)")
+
+
 class ModelConfig(_Strict):
     backbone: str = "simvp"
     backbone_kwargs: dict[str, Any] = Field(default_factory=dict)
@@ -79,6 +88,9 @@ class ModelConfig(_Strict):
         default_factory=CoarseConfig,
         description="a cheap dense forecaster at 1/factor resolution whose output pruned tiles take, on top of the "
                     "fallback; null: pruned tiles take the bare fallback (checkpoints older than this option)")
+    area_guard: AreaGuardConfig | None = Field(
+        None, description="raise damped forecasts so they keep a share of the observed echo area (radar models; "
+                          "null: the model's output as it is, and checkpoints older than this option)")
     seasonal: bool = Field(
         False, description="read the frames one period (the data set's periods: a day, a week) before each target "
                            "as inputs besides the recent frames (ST-ResNet's period); needs a data set with periods")
@@ -313,6 +325,8 @@ class OperatingConfig(_Strict):
                             "the model's calibrated threshold, at most as many as top-k at sd (calm windows cost less)")
     max_data_sparsity: float = Field(0.99, ge=0, lt=1, description="threshold budget: the fewest tiles it keeps, "
                                                                    "as a sparsity")
+    area_guard: bool = Field(True, description="pass forecasts through the model's echo-area guard, if it has one "
+                                               "(false: the model's output as it is)")
 
 
 class RecordConfig(_Strict):

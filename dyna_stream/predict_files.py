@@ -24,7 +24,7 @@ def predict_file(checkpoint: str | Path, input_path: str | Path, *, out_dir: str
                  model_sparsity: float | None = None,
                  policy: str = "dyna", engine: str = "auto", device: str = "auto", pixel_km: float | None = None,
                  step_minutes: float | None = None, layout: str = "auto", refit_norm: bool = False,
-                 data_budget: str = "topk", input_units: str | None = None) -> list[Path]:
+                 data_budget: str = "topk", input_units: str | None = None, area_guard: bool = True) -> list[Path]:
     """Forecast from the last T_in frames of ``input_path``; returns the files written.
 
     ``data_sparsity`` / ``model_sparsity``: sd, sw (None: the model's default point, chosen on
@@ -34,7 +34,7 @@ def predict_file(checkpoint: str | Path, input_path: str | Path, *, out_dir: str
     "TCHW", "THWC"). ``input_units``: an array's units when not the model's ("mm/h" rain rate for the
     radar model, see :data:`~dyna_stream.data.reflectivity.TO_DBZ`). ``refit_norm``: normalise with
     statistics of the whole input file (the user's history) instead of the training data's, for data
-    of the same kind on another scale.
+    of the same kind on another scale. ``area_guard`` False: the model's output without its echo-area guard.
 
     Writes ``forecast.npz`` (forecast (T_out, C, H, W)
     and fallback in physical units, NaN where the input had no measurement; importance (H, W),
@@ -78,7 +78,7 @@ def predict_file(checkpoint: str | Path, input_path: str | Path, *, out_dir: str
                     Path(input_path).name, ckpt.pixel_km)
     predictor = Predictor(ckpt, data_sparsity=data_sparsity, model_sparsity=model_sparsity, policy=policy,
                           engine=engine, device=device, input_pixel_km=pixel_km, data_budget=data_budget,
-                          input_step_minutes=series.step_minutes)
+                          input_step_minutes=series.step_minutes, area_guard=area_guard)
     data_sparsity, model_sparsity = predictor.data_sparsity, predictor.model_sparsity   # None: the model's point
     history = series.slice(len(series) - ckpt.input_frames, len(series))   # a seasonal model reads one period back
     window = series.slice(len(series) - ckpt.t_in, len(series))

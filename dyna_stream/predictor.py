@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from .area_guard import guard_forecast
 from .data.reflectivity import reflectivity_adapter
 from .data.registry import DATASETS
 from .data.regrid import GridAdapter, check_step, grid_factor, resample_in_time
@@ -155,6 +156,8 @@ class Predictor:
         S exceeds the checkpoint's calibrated tile threshold, at most as many as top-k at sd and at
         least as many as top-k at ``max_data_sparsity``: a calm window costs less than a storm).
     max_data_sparsity : the threshold budget's lower bound on the kept share, as a sparsity.
+    area_guard : pass forecasts through the checkpoint's echo-area guard, if it has one
+        (``model.area_guard``, :mod:`dyna_stream.area_guard`); False: the model's output as it is.
     """
 
     def __init__(self, checkpoint: Checkpoint, *, data_sparsity: float | None = None,
@@ -162,7 +165,7 @@ class Predictor:
                  policy: str = "dyna", engine: str = "auto", device: str | torch.device = "auto",
                  mask_failure: float = 0.0, input_pixel_km: float | None = None,
                  input_step_minutes: float | None = None, data_budget: str = "topk",
-                 max_data_sparsity: float = 0.99) -> None:
+                 max_data_sparsity: float = 0.99, area_guard: bool = True) -> None:
         check_step(input_step_minutes, checkpoint.step_minutes)
         self.grid = grid_adapter(checkpoint, grid_factor(input_pixel_km, checkpoint.pixel_km))
         self.checkpoint, self.policy, self.mask_failure = checkpoint, policy, mask_failure
@@ -185,6 +188,7 @@ class Predictor:
         self.data_sparsity = default[0] if data_sparsity is None else data_sparsity
         self.model_sparsity = default[1] if model_sparsity is None else model_sparsity
         self.data_budget, self.max_data_sparsity = data_budget, max_data_sparsity
+        self.area_guard = checkpoint.config.model.area_guard if area_guard else None
         spec = DATASETS.get(checkpoint.dataset)
         self.value_range = spec.value_range if spec else (None, None)
         self.checkpoint.model.eval()
@@ -325,6 +329,10 @@ class Predictor:
         extrapolated = np.clip(ckpt.normaliser.inverse(_host(prediction.base[0, ..., :height, :width])),
                                *self.value_range)
         covered = np.ones((height, width), bool) if coverage is None else _host(coverage[0, :height, :width])
+        if self.area_guard is not None:
+            last = ckpt.normaliser.inverse(_host(frames[ckpt.t_in - 1, :, :height, :width]))
+            forecast = guard_forecast(forecast, last, covered, ratio=self.area_guard.ratio,
+                                      floor=self.area_guard.floor)
         if not covered.all():
             forecast, extrapolated = (np.where(covered, a, np.float32(np.nan)) for a in (forecast, extrapolated))
         return Forecast(forecast, _host(prediction.importance_map[0, 0, :height, :width]), kept, extrapolated, macs,

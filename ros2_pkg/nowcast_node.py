@@ -163,7 +163,8 @@ class NowcastNode(LifecycleNode):
         stride = frame_stride(self.param("input_step_minutes") or None, checkpoint.step_minutes)
         predictor = Predictor(checkpoint, policy=self.param("policy"), engine=self.param("engine"),
                               device=self.param("device"), input_pixel_km=self.param("input_pixel_km") or None,
-                              data_budget=self.param("data_budget"), max_data_sparsity=self.param("sd_max"))
+                              data_budget=self.param("data_budget"), max_data_sparsity=self.param("sd_max"),
+                              area_guard=self.param("area_guard"))
         meter = detect_meter()
         control = ControlConfig(latency_budget_ms=self.param("latency_budget_ms") or None,
                                 power_cap_w=self.param("power_cap_w") or None, confidence=self.param("confidence"),

@@ -61,6 +61,8 @@ PARAMETERS: tuple[Spec, ...] = (
     Spec("data_budget", "topk", "topk: a fixed share of tiles at the controller's sd; threshold: the tiles whose "
          "importance passes the model's calibrated threshold, at most top-k at sd and at least top-k at sd_max",
          choices=("topk", "threshold")),
+    Spec("area_guard", True, "pass forecasts through the model's echo-area guard, if it has one (the bundled radar "
+         "model: at least 85 % of the observed echo area at every intensity from 10 dBZ); false: the raw output"),
     Spec("engine", "auto", "sparse: real sparse execution; graphed: the same at fixed sizes, one CUDA graph per "
          "operating point; blocks: kept superblocks with halos through the dense layers; masked: the dense graph "
          "with masks; auto: the fastest (timed per grid and point)",

@@ -38,6 +38,11 @@ def test_predict_on_the_bundled_sample_writes_forecast_and_importance(tmp_path):
         assert np.nanmin(forecast) >= -32.0 and np.nanmax(forecast) <= 95.0   # the dBZ scale
     for name in ("forecast.png", "importance.png"):
         assert (tmp_path / name).stat().st_size > 10_000
+    # the model's own output, without its echo-area guard: lower nowhere, damped at 20 dBZ
+    assert main(["-q", "predict", "--no-area-guard", "--out", str(tmp_path / "raw")]) == 0
+    with np.load(tmp_path / "raw" / "forecast.npz") as raw:
+        assert (raw["forecast"][:, 0][:, coverage] <= forecast[:, 0][:, coverage]).all()
+        assert (raw["forecast"][-1, 0][coverage] >= 20).sum() < 0.5 * (forecast[-1, 0][coverage] >= 20).sum()
 
 
 def _tile_any(mask, tile=16):            # the bundled model's tile
@@ -121,6 +126,8 @@ def test_eval_scores_a_radar_model_on_another_service(tmp_path, data_root):
     assert 0.9 < flow["bias@20_mean"] < 1.1 and 0 < model["bias@20_mean"] < 2
     assert model["kept_outside_coverage"] == 0.0
     assert "BIAS@20" in (tmp_path / "report.md").read_text()
+    assert report["area_guard"] == {"Dyna-Pruner": {"ratio": 0.85, "floor": 10.0}}
+    assert "at least 0.85 of the last observation's area" in (tmp_path / "report.md").read_text()
     assert main(["-q", "eval", "--checkpoint", str(BUNDLED_MODEL), "--dataset", "radar-nowhere",
                  "--out", str(tmp_path / "x")]) == 2
 

@@ -34,12 +34,13 @@ class Entry:
 
 def standard_entries(dyna: Checkpoint, *, dense: Checkpoint | None = None, mp: Checkpoint | None = None,
                      sparsities: tuple[float, ...] = (0.5, 0.7, 0.9), budget: float = 0.7,
-                     engine: str = "auto", device: str = "auto", periods: Periods = ()) -> list[Entry]:
+                     engine: str = "auto", device: str = "auto", periods: Periods = (),
+                     area_guard: bool = True) -> list[Entry]:
     """Persistence, advection, the seasonal copies (one per period of the data set: the same time
     a day or a week before), dense, MP, random and Dyna-Pruner rows (DESIGN §2 baselines)."""
     entries = [Entry("persistence", "persistence"), Entry("optical-flow advection", "advection"),
                *(Entry(f"seasonal copy (a {name} before)", f"{SEASONAL}{name}") for name, _ in periods)]
-    run = {"engine": engine, "device": device}
+    run = {"engine": engine, "device": device, "area_guard": area_guard}
     if dense is not None:
         entries.append(Entry("dense SimVP", "model", dense, Operating("dense", **run)))
     if mp is not None:
@@ -121,7 +122,7 @@ def importance_panel(spec: DatasetSpec, series: Series | list[Series], checkpoin
 
 def build_report(spec: DatasetSpec, series: Series | list[Series], rows: list[dict], *,
                  checkpoints: dict[str, Checkpoint], figure: str | None, figure_window: int | None,
-                 engine: str = "sparse", device: str = "cpu") -> dict:
+                 engine: str = "sparse", device: str = "cpu", area_guard: bool = True) -> dict:
     dense = next((r for r in rows if r["method"] == "model" and r["policy"] == "dense"), None)
     for row in rows:
         m = row["metrics"]
@@ -139,6 +140,8 @@ def build_report(spec: DatasetSpec, series: Series | list[Series], rows: list[di
         "window": f"{spec.t_in} → {spec.t_out} frames",
         "engine": engine,
         "device": device,
+        "area_guard": {name: c.config.model.area_guard.model_dump() if area_guard and c.config.model.area_guard
+                       else None for name, c in checkpoints.items()},
         "units": as_parts(series)[0].units,
         "protocol": ("scores over cells where the truth and all input frames are valid; MSE/MAE pooled over "
                      "those cells per lead; SSIM mean over windows (range = training min–max); CSI from "
@@ -162,6 +165,14 @@ def _fmt(value: float | None, digits: int) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def _guards(guards: dict[str, dict | None], units: str) -> str:
+    """"Dyna-Pruner: ratio 0.85 at ≥ 10 dBZ; dense: off" from the report's ``area_guard``."""
+    return "; ".join(f"{name}: " + ("off" if guard is None else
+                                    f"at least {guard['ratio']:g} of the last observation's area at every "
+                                    f"intensity ≥ {guard['floor']:g} {units}")
+                     for name, guard in guards.items()) or "off"
+
+
 def render_markdown(report: dict) -> str:
     units = report["units"]
     rows = report["rows"]
@@ -175,7 +186,8 @@ def render_markdown(report: dict) -> str:
              f"- Test data: {report['test_data']}", f"- Window: {report['window']}",
              f"- Scoring: {report['protocol']}.",
              f"- Models executed by the {report['engine']} engine on {report.get('device', 'cpu')} (batch 1); "
-             f"dyna_stream {report['dyna_stream_version']}", "",
+             f"dyna_stream {report['dyna_stream_version']}",
+             f"- Echo-area guard (dyna_stream.area_guard): {_guards(report.get('area_guard', {}), units)}", "",
              "## Mean over lead times", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         m = r["metrics"]

@@ -21,7 +21,8 @@ class Operating:
     """How a model runs: mask policy, sparsities (data sd, model sw), execution engine and device
     (see :class:`~dyna_stream.predictor.Predictor`); for robustness tests, Gaussian noise σ added
     to the normalised inputs (frames and fallback) and the share of kept tiles flipped to pruned;
-    ``data_budget`` "topk" or "threshold" (tiles over the checkpoint's S threshold, capped at sd)."""
+    ``data_budget`` "topk" or "threshold" (tiles over the checkpoint's S threshold, capped at sd);
+    ``area_guard`` False: the model's output without the checkpoint's echo-area guard."""
 
     policy: str = "dense"
     data_sparsity: float = 0.0
@@ -31,6 +32,7 @@ class Operating:
     input_noise: float = 0.0
     mask_failure: float = 0.0
     data_budget: str = "topk"
+    area_guard: bool = True
 
 
 @dataclass
@@ -61,7 +63,7 @@ def model_forecasts(checkpoint: Checkpoint, windows: WindowDataset | ConcatWindo
     predictor = Predictor(checkpoint, data_sparsity=operating.data_sparsity,
                           model_sparsity=operating.model_sparsity, policy=operating.policy,
                           engine=operating.engine, device=operating.device, mask_failure=operating.mask_failure,
-                          data_budget=operating.data_budget)
+                          data_budget=operating.data_budget, area_guard=operating.area_guard)
     torch.manual_seed(seed)  # the random policy and the mask failures draw reproducibly
     noise = torch.Generator().manual_seed(seed)
     for index in range(len(windows)) if indices is None else indices:

@@ -17,14 +17,16 @@ def run_evaluation(checkpoint: str | Path, *, dense: str | Path | None = None, m
                    sparsities: tuple[float, ...] = (0.5, 0.7, 0.9), split: str = "test",
                    data_root: str | Path | None = None, out_dir: str | Path, engine: str = "auto",
                    device: str = "auto", dataset: str | None = None, variable: str | None = None,
-                   layout: str = "auto", splits: tuple[float, float] = (0.7, 0.15)) -> Path:
+                   layout: str = "auto", splits: tuple[float, float] = (0.7, 0.15),
+                   area_guard: bool = True) -> Path:
     """Returns the path of the Markdown report (JSON and PNG beside it). ``dataset``: score on this
     data set's split instead of the checkpoint's own (same units and window; e.g. a radar model on
     radar from another service), or on a user's file or radar folder (``variable``, ``layout``;
     split in time by ``splits``, see :class:`~dyna_stream.data.user_files.FileSource`). A file whose
     pixels are a whole factor finer than the model's is block-averaged onto its grid
     (:func:`~dyna_stream.predictor.on_model_grid`); a finer step is put on the model's; a much coarser
-    step or another pixel size is refused."""
+    step or another pixel size is refused. ``area_guard`` False scores the models' output without their
+    echo-area guard."""
     resolved = resolve_device(device)
     engine, device = resolve_engine(engine, resolved), str(resolved)
     dyna = load_checkpoint(checkpoint)
@@ -47,13 +49,13 @@ def run_evaluation(checkpoint: str | Path, *, dense: str | Path | None = None, m
         raise DataError(f"{spec.name} is in {series[0].units}; the checkpoint was trained on {dyna.normaliser.units}")
     entries = standard_entries(dyna, dense=loaded.get("dense"), mp=loaded.get("MP"), sparsities=sparsities,
                                budget=0.7 if 0.7 in sparsities else sparsities[len(sparsities) // 2], engine=engine,
-                               device=device, periods=spec.periods)
+                               device=device, periods=spec.periods, area_guard=area_guard)
     rows = evaluate_entries(spec, series, entries)
     out_dir = Path(out_dir)
     middle = sparsities[len(sparsities) // 2]
     window = importance_panel(spec, series, dyna, middle, out_dir / FIGURE_NAME)
     report = build_report(spec, series, rows, checkpoints=loaded, figure=FIGURE_NAME, figure_window=window,
-                          engine=engine, device=device)
+                          engine=engine, device=device, area_guard=area_guard)
     return write_report(report, out_dir)[1]
 
 

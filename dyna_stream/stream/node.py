@@ -86,7 +86,7 @@ class Node:
                                    model_sparsity=operating.model_sparsity, policy=operating.policy,
                                    engine=operating.engine, device=operating.device,
                                    input_pixel_km=config.input.pixel_km, data_budget=operating.data_budget,
-                                   max_data_sparsity=operating.max_data_sparsity)
+                                   max_data_sparsity=operating.max_data_sparsity, area_guard=operating.area_guard)
         policy = BufferPolicy(int(config.buffer.period_s * 1e9), config.buffer.max_gap_periods, config.buffer.resize,
                               self.predictor.input_limits)
         buffer = RingBuffer(checkpoint.input_frames, checkpoint.model.channels, config.buffer.grid, policy,

@@ -1,0 +1,54 @@
+"""The echo-area guard: a forecast paints at least a share of the last observation's echo area.
+
+A forecast trained for low squared error hedges what it cannot place toward the local mean. Where an
+event's echo is pixel-scale speckle (FMI 2017-05-09 at 4 km: a half-pixel shift keeps 46 % of its
+≥ 20 dBZ area, docs/results.md), that hedging erases the echo: the bundled model painted 3–8 % of the
+observed ≥ 20 dBZ area at +30 min, where forecasters judge by CSI and frequency bias. The guard is
+probability matching (pysteps' non-parametric matching of the forecast's ranks to observed values),
+made one-sided and partial: a cell is only ever raised, to the smallest value that gives the forecast,
+at every intensity x ≥ ``floor``, at least ``ratio`` times the last observation's area ≥ x over the
+covered cells. A forecast that already paints that much (smooth echo, as on KNMI and MRMS) is left
+as it is; the forecast's ranks (its pattern) are kept.
+
+Cells whose forecasts tie to within float noise may trade observed values when the order of the tie
+changes (another engine or device): compare engines on the raw output (``area_guard=False``).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def guard_field(forecast: np.ndarray, reference: np.ndarray, covered: np.ndarray, *, ratio: float,
+                floor: float) -> np.ndarray:
+    """One field. forecast, reference (H, W) physical units; covered (H, W) bool: the cells that
+    count (both finite there). Returns a copy of ``forecast`` whose covered cells are raised, in the
+    forecast's rank order, to the reference's values needed for the area rule (see the module);
+    uncovered cells are unchanged."""
+    if not 0.0 < ratio <= 1.0:
+        raise ValueError(f"ratio must be in (0, 1], got {ratio:g}")
+    out = forecast.copy()
+    values = forecast[covered]
+    count = values.size
+    if count == 0:
+        return out
+    order = np.argsort(values, kind="stable")                        # ascending forecast ranks
+    observed = np.sort(reference[covered])
+    at_or_above = count - np.arange(count)                           # k: cells ranked at or above each rank
+    # the cell of rank k must reach every value x whose observed area A(x) has ceil(ratio·A) ≥ k,
+    # i.e. A ≥ floor((k − 1) / ratio) + 1: the observed value with that many cells at or above it
+    source = count - 1 - np.floor((at_or_above - 1) / ratio).astype(np.int64)
+    needed = np.where(source >= 0, observed[np.clip(source, 0, count - 1)], -np.inf)
+    ranked = values[order]
+    raised = np.where(needed >= floor, np.maximum(ranked, needed), ranked)
+    values[order] = raised.astype(values.dtype)
+    out[covered] = values
+    return out
+
+
+def guard_forecast(forecast: np.ndarray, last: np.ndarray, covered: np.ndarray, *, ratio: float,
+                   floor: float) -> np.ndarray:
+    """forecast (T_out, C, H, W) and the last observed frame ``last`` (C, H, W), physical units;
+    covered (H, W) bool. Every lead and channel is guarded against the last observation (see
+    :func:`guard_field`)."""
+    return np.stack([np.stack([guard_field(lead[channel], last[channel], covered, ratio=ratio, floor=floor)
+                               for channel in range(lead.shape[0])]) for lead in forecast])
