@@ -23,24 +23,25 @@ def guard_field(forecast: np.ndarray, reference: np.ndarray, covered: np.ndarray
     """One field. forecast, reference (H, W) physical units; covered (H, W) bool: the cells that
     count (both finite there). Returns a copy of ``forecast`` whose covered cells are raised, in the
     forecast's rank order, to the reference's values needed for the area rule (see the module);
-    uncovered cells are unchanged."""
+    uncovered cells are unchanged.
+
+    Only the ``ceil(ratio · A)`` highest forecast cells can need raising (A: observed cells at or above
+    the floor), so they are found by partition and only they are sorted: the cost follows the echo
+    area, not the grid."""
     if not 0.0 < ratio <= 1.0:
         raise ValueError(f"ratio must be in (0, 1], got {ratio:g}")
     out = forecast.copy()
     values = forecast[covered]
-    count = values.size
-    if count == 0:
+    echo = np.sort(reference[covered][reference[covered] >= floor])[::-1]      # observed, highest first
+    candidates = min(values.size, int(np.ceil(ratio * echo.size - 1e-9)))
+    if candidates == 0:
         return out
-    order = np.argsort(values, kind="stable")                        # ascending forecast ranks
-    observed = np.sort(reference[covered])
-    at_or_above = count - np.arange(count)                           # k: cells ranked at or above each rank
-    # the cell of rank k must reach every value x whose observed area A(x) has ceil(ratio·A) ≥ k,
-    # i.e. A ≥ floor((k − 1) / ratio) + 1: the observed value with that many cells at or above it
-    source = count - 1 - np.floor((at_or_above - 1) / ratio).astype(np.int64)
-    needed = np.where(source >= 0, observed[np.clip(source, 0, count - 1)], -np.inf)
-    ranked = values[order]
-    raised = np.where(needed >= floor, np.maximum(ranked, needed), ranked)
-    values[order] = raised.astype(values.dtype)
+    top = np.argpartition(-values, candidates - 1)[:candidates]
+    top = top[np.argsort(-values[top], kind="stable")]                       # the forecast's highest, in order
+    # the k-th highest forecast cell must reach every value x whose observed area A(x) has
+    # ceil(ratio·A) ≥ k, i.e. A ≥ floor((k − 1) / ratio) + 1: the observed value with that many at or above
+    needed = echo[np.floor(np.arange(candidates) / ratio).astype(np.int64)]
+    values[top] = np.maximum(values[top], needed)
     out[covered] = values
     return out
 
