@@ -39,9 +39,10 @@ def straight_through(hard: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
 
 
 def topk_mask(scores: torch.Tensor, keep: int) -> torch.Tensor:
-    """Hard {0, 1} mask (B, N) keeping the ``keep`` highest scores of each row; ties by index."""
-    index = scores.topk(keep, dim=1, sorted=False).indices
-    return torch.zeros_like(scores).scatter_(1, index, 1.0)
+    """Hard {0, 1} mask (B, N) keeping the ``keep`` highest scores of each row; ties by index (as
+    :func:`ranked_mask`, so every engine keeps the same tiles where scores tie exactly: calm tiles of
+    identical input do; ``torch.topk`` breaks such ties by an order of its own)."""
+    return ranked_mask(scores, torch.full((scores.shape[0],), keep, dtype=torch.long, device=scores.device))
 
 
 def topk_ste(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
