@@ -112,3 +112,14 @@ def test_threshold_budget_refuses_bad_bounds():
         masks.ContentBudget(0.5, max_sparsity=1.0)
     assert masks.ContentBudget(0.5, 0.5).keep(above=0, total=0, sparsity=0.3) == 0   # no coverage: nothing
     assert masks.ContentBudget(0.5, 0.2).keep(above=1, total=10, sparsity=0.6) == 4  # cap above the floor wins
+
+
+def test_exact_ties_are_broken_by_index_the_same_way_in_every_mask_routine():
+    """Calm tiles of identical input score exactly alike: which of them a point keeps must not
+    depend on the routine (top-k at a fixed count vs ranked per-sample counts: static shapes)."""
+    scores = torch.tensor([[0.5, 0.2, 0.2, 0.9, 0.2, 0.2, 0.1, 0.2]])
+    for keep in range(1, 9):
+        hard = masks.topk_mask(scores, keep)
+        assert torch.equal(hard, masks.ranked_mask(scores, torch.tensor([keep])))
+        tied = hard[0, [1, 2, 4, 5, 7]]                          # the 0.2s: the lowest indices first
+        assert torch.equal(tied, torch.sort(tied, descending=True).values)
