@@ -166,7 +166,8 @@ def _fmt(value: float | None, digits: int) -> str:
 
 
 def _guards(guards: dict[str, dict | None], units: str) -> str:
-    """"Dyna-Pruner: ratio 0.85 at ≥ 10 dBZ; dense: off" from the report's ``area_guard``."""
+    """"Dyna-Pruner: at least 0.85 of the last observation's area at every intensity ≥ 10 dBZ; dense: off"
+    from the report's ``area_guard``."""
     return "; ".join(f"{name}: " + ("off" if guard is None else
                                     f"at least {guard['ratio']:g} of the last observation's area at every "
                                     f"intensity ≥ {guard['floor']:g} {units}")
