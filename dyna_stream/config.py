@@ -150,6 +150,10 @@ class TrainConfig(_Strict):
         0.0, ge=0, description="weight of a term pulling each sampled sub-network's forecast toward a dense forecast "
                                "(in the task objective): the init_from model's (a frozen teacher), else with "
                                "sandwich the model's own dense path (in-place distillation, not back-propagated)")
+    ema_decay: float | None = Field(
+        None, gt=0, lt=1, description="validate, select and save an exponential moving average of the weights "
+                                      "(and norm statistics) with this decay per step, e.g. 0.995; null: the raw "
+                                      "weights")
     threads: int | None = Field(None, ge=1, description="torch CPU threads; default: torch's choice")
     device: str = DEVICE_FIELD
     out_dir: str = "runs/radar_simvp"

@@ -102,13 +102,13 @@ def knmi_frames(data_root):
 
 
 def predict_beside_knmi(tmp_path: Path, files: list[Path], frames: list, write, service: str, *,
-                        atol: float = 1e-2, share: float = 1.0) -> dict:
+                        atol: float = 1e-2, share: float = 1.0, options: tuple[str, ...] = ()) -> dict:
     """``predict`` on a folder of ``service`` files that ``write(folder, dbz, valid, time)`` makes from
     real KNMI ``frames`` (1 km) and on the KNMI ``files`` themselves (read at 4 km): asserts the same
     input times and forecast on the model's grid (``share`` of the cells within ``atol`` dBZ: less
     than all where the service's file rounds the frames; the model's raw output, since the echo-area
     guard may trade values between cells whose forecasts tie to within float noise); returns the
-    service's forecast.npz as a dict."""
+    service's forecast.npz as a dict. ``options``: more ``predict`` options (e.g. an operating point)."""
     import numpy as np
 
     from dyna_stream.cli import main
@@ -119,7 +119,7 @@ def predict_beside_knmi(tmp_path: Path, files: list[Path], frames: list, write, 
         write(tmp_path / service, dbz, valid, time)
         (tmp_path / "knmi" / path.name).symlink_to(path)
     for name in (service, "knmi"):
-        assert main(["-q", "predict", "--no-area-guard", "--input", str(tmp_path / name),
+        assert main(["-q", "predict", "--no-area-guard", *options, "--input", str(tmp_path / name),
                      "--out", str(tmp_path / f"out_{name}")]) == 0
     with np.load(tmp_path / f"out_{service}" / "forecast.npz") as read, \
             np.load(tmp_path / "out_knmi" / "forecast.npz") as knmi:

@@ -88,9 +88,12 @@ def test_hourly_amounts_give_the_same_rate(tmp_path, knmi_frames):
 
 
 def test_predict_forecasts_from_a_radolan_folder_as_from_the_knmi_folder(tmp_path, knmi_frames):
-    # 0.01 mm in 5 minutes is 0.12 mm/h: the weakest echo is coarsely rounded (by up to 2.5 dB below 0.2 mm/h),
-    # which also moves some kept tiles; measured: mean |difference| 0.11 dB, 99 % of the cells within 1.2 dB
-    forecast = predict_beside_knmi(tmp_path, *knmi_frames, write_radolan, "dwd", atol=1.5, share=0.99)["forecast"]
+    # 0.01 mm in 5 minutes is 0.12 mm/h: the weakest echo is coarsely rounded (by up to 2.5 dB below 0.2 mm/h).
+    # At a pruned point that also moves kept tiles, and a tile kept in one forecast and pruned in the other
+    # differs by the fine path's whole correction (bundled model at its default 0.6: 99 % within 2.7 dB), so
+    # the reader is compared on the dense path: measured 90 % of the cells within 0.012 dB, 99 % within 0.45 dB
+    forecast = predict_beside_knmi(tmp_path, *knmi_frames, write_radolan, "dwd", atol=1.0, share=0.99,
+                                   options=("--sd", "0", "--sw", "0"))["forecast"]
     assert forecast.shape == (6, 1, *GRID)                                       # back on the file's 1 km cells
 
 

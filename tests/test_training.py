@@ -31,10 +31,11 @@ def test_training_writes_a_loadable_checkpoint_with_history(tmp_path):
     assert (tmp_path / "run" / "last.pt").is_file()
 
 
-def test_resumed_training_matches_an_uninterrupted_run(tmp_path):
-    straight = tiny_config(tmp_path / "a", "train.select=last")
+@pytest.mark.parametrize("extra", [[], ["train.ema_decay=0.5"]], ids=["raw", "ema"])
+def test_resumed_training_matches_an_uninterrupted_run(tmp_path, extra):
+    straight = tiny_config(tmp_path / "a", "train.select=last", *extra)
     reference = load_checkpoint(train(straight, progress=False, data=synthetic_data(straight)))
-    interrupted = tiny_config(tmp_path / "b", "train.select=last")
+    interrupted = tiny_config(tmp_path / "b", "train.select=last", *extra)
     assert train(interrupted, progress=False, data=synthetic_data(interrupted), stop_at=2).name == "last.pt"
     assert not (tmp_path / "b" / "run" / "model.pt").exists()
     resumed = load_checkpoint(train(interrupted, resume=tmp_path / "b" / "run" / "last.pt", progress=False,
@@ -43,6 +44,26 @@ def test_resumed_training_matches_an_uninterrupted_run(tmp_path):
     for name, value in reference.model.state_dict().items():
         torch.testing.assert_close(resumed.model.state_dict()[name], value, msg=name)
 
+
+def test_a_moving_average_of_the_weights_is_what_is_validated_and_saved(tmp_path):
+    """With train.ema_decay the checkpoint holds the average, and last.pt also the trained weights
+    (to resume from): at decay d, the average after a step = d · the one before + (1 − d) · the
+    weights after it."""
+    config = tiny_config(tmp_path, "train.select=last", "train.ema_decay=0.75", "train.calibrate_norm=false",
+                         "train.validate_every=1")
+    data = synthetic_data(config)
+    assert train(config, progress=False, data=data, stop_at=3).name == "last.pt"
+    before = load_checkpoint(tmp_path / "run" / "last.pt")
+    final = load_checkpoint(train(config, resume=tmp_path / "run" / "last.pt", progress=False, data=data))
+    trained = load_checkpoint(tmp_path / "run" / "last.pt").training_state["model"]
+    assert final.step == 4 and len(final.metrics["history"]) == 4
+    averaged, previous = final.model.state_dict(), before.model.state_dict()
+    moved = 0
+    for name, value in averaged.items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, 0.75 * previous[name] + 0.25 * trained[name], msg=name)
+            moved += not torch.equal(value, trained[name])
+    assert moved > 10, "the saved weights are the trained ones, not their average"
 
 CUDA = torch.cuda.is_available()
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from ..config import RunConfig, TrainConfig
@@ -137,6 +138,8 @@ class _Session:
         self.distributed, self.forward = distributed, distributed.wrap(model)
         self.spec = dataset_for(config.data)
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.averaged = None if cfg.ema_decay is None else AveragedModel(
+            model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor)
         self.history: list[dict] = []
         self.out_dir = Path(cfg.out_dir)
@@ -146,9 +149,18 @@ class _Session:
         self.val_point = replace(validation_point(config), device=str(self.device))
         self.started = time.perf_counter()
 
+    @property
+    def kept(self) -> DynaPruner:
+        """The weights that are validated, selected and saved: the moving average (``train.ema_decay``)
+        or the trained weights themselves."""
+        return self.model if self.averaged is None else self.averaged.module
+
     def resume(self, path: str | Path) -> int:
         state = load_checkpoint(path)
-        self.model.load_state_dict(state.model.state_dict())
+        self.kept.load_state_dict(state.model.state_dict())
+        if self.averaged is not None:
+            self.model.load_state_dict(state.training_state["model"])
+            self.averaged.n_averaged.fill_(state.step)
         self.optimizer.load_state_dict(state.training_state["optimizer"])
         self.scheduler.load_state_dict(state.training_state["scheduler"])
         self.generator.set_state(state.training_state["generator"])
@@ -159,11 +171,13 @@ class _Session:
 
     def checkpoint(self, step: int, metrics: dict) -> Checkpoint:
         data = self.data
-        return Checkpoint(self.model, self.config, data.normaliser, data.dataset, self.spec.t_in, self.spec.t_out,
+        training_state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                          "generator": self.generator.get_state()}
+        if self.averaged is not None:      # the checkpoint's model is the average; training resumes from these
+            training_state["model"] = self.model.state_dict()
+        return Checkpoint(self.kept, self.config, data.normaliser, data.dataset, self.spec.t_in, self.spec.t_out,
                           data.train.fill_value, metrics, step, pixel_km=self.spec.pixel_km, periods=self.spec.periods,
-                          step_minutes=self.spec.step_minutes, training_state={"optimizer": self.optimizer.state_dict(),
-                                          "scheduler": self.scheduler.state_dict(),
-                                          "generator": self.generator.get_state()})
+                          step_minutes=self.spec.step_minutes, training_state=training_state)
 
     def optimise(self, batch: dict, sample_weight: torch.Tensor | None = None) -> dict:
         """One optimiser step on ``batch`` (any-sparsity draw under the dyna policy)."""
@@ -198,6 +212,8 @@ class _Session:
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
+        if self.averaged is not None:
+            self.averaged.update_parameters(model)
         return parts
 
     def validate(self, step: int, parts: dict, **extra) -> dict | None:
@@ -228,11 +244,11 @@ class _Session:
         selected = last_step
         if self.cfg.select == "best" and self.history:
             best_entry = min(self.history, key=lambda h: h["val_mse"])
-            self.model.load_state_dict(load_checkpoint(self.out_dir / "best.pt").model.state_dict())
+            self.kept.load_state_dict(load_checkpoint(self.out_dir / "best.pt").model.state_dict())
             selected = best_entry["step"]
         if self.cfg.policy == "dyna" and self.cfg.calibrate_norm:
             started = time.perf_counter()
-            metrics["norm_calibration"] = calibrate_norm_levels(self.model, self.data.train, self.data.val,
+            metrics["norm_calibration"] = calibrate_norm_levels(self.kept, self.data.train, self.data.val,
                                                                 validation_sparsity=self.val_point.data_sparsity)
             metrics["norm_calibration_seconds"] = time.perf_counter() - started
         final = self.checkpoint(selected, {"history": self.history, "selected_step": selected,
