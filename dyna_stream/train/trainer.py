@@ -157,9 +157,10 @@ class _Session:
 
     def resume(self, path: str | Path) -> int:
         state = load_checkpoint(path)
-        self.kept.load_state_dict(state.model.state_dict())
+        saved = state.model.state_dict()          # the average where the run kept one (see checkpoint())
+        self.model.load_state_dict(state.training_state.get("model", saved))
         if self.averaged is not None:
-            self.model.load_state_dict(state.training_state["model"])
+            self.averaged.module.load_state_dict(saved)
             self.averaged.n_averaged.fill_(state.step)
         self.optimizer.load_state_dict(state.training_state["optimizer"])
         self.scheduler.load_state_dict(state.training_state["scheduler"])
